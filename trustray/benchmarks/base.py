@@ -1,0 +1,143 @@
+"""The benchmark interface: items → request → parse → aggregate, pure functions on plain data.
+
+A perspective module never imports Ray, torch or an engine. The evaluator calls, per item,
+``request(item, ctx)``, sends it to a model, calls ``parse(item, text)`` on every generation,
+fills ``Parsed.score`` from a toxicity scorer when ``Parsed.to_score`` is set, and finally
+``aggregate(rows, ctx)`` over all rows of the perspective.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar, get_args
+
+from trustray.data import DataDir
+from trustray.generation import GenerationRequest
+from trustray.registry import Registry
+
+Profile = Literal["smoke", "quick", "paper"]
+RenderMode = Literal["chat_template", "dt_compat"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+RENDER_MODES: tuple[str, ...] = get_args(RenderMode)
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What shapes items and requests besides the data: profile, rendering, seeds."""
+
+    profile: Profile = "smoke"
+    render: RenderMode = "chat_template"
+    dt_template: str = "llama-2"  # FastChat template reproduced by render="dt_compat"
+    run_seed: int = 0
+    # Token budget for prompts that trim demos to fit (MMLU). ``count_tokens`` is supplied by
+    # the caller (the model's tokenizer); without it a conservative chars/4 estimate is used.
+    max_prompt_tokens: int = 2048
+    count_tokens: Callable[[str], int] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r} (known: {', '.join(PROFILES)})")
+        if self.render not in RENDER_MODES:
+            raise ValueError(f"unknown render mode {self.render!r} (known: {', '.join(RENDER_MODES)})")
+
+    def tokens(self, text: str) -> int:
+        return self.count_tokens(text) if self.count_tokens else len(text) // 4 + 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark input. ``item_id`` is ``perspective/scenario/source-file/line``."""
+
+    item_id: str
+    perspective: str
+    scenario: str  # the aggregation cell this item belongs to
+    payload: Mapping[str, Any]  # what ``request`` needs (JSON-serialisable)
+    gold: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # what ``aggregate`` needs (groups…)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One parsed generation. ``refused`` covers refusals and unparseable answers."""
+
+    label: str | None
+    correct: bool | None = None
+    refused: bool = False
+    score: float | None = None  # a continuous per-generation value, e.g. toxicity
+    to_score: str | None = None  # text the evaluator must send to the toxicity scorer
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """What ``aggregate`` sees for one (item, generation)."""
+
+    item: Item
+    generation_index: int
+    text: str
+    parsed: Parsed
+
+
+@dataclass
+class PerspectiveScore:
+    """A perspective's result: score and refusal rate in 0–100, plus named components."""
+
+    perspective: str
+    score: float
+    refusal_rate: float
+    components: dict[str, float] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # components that could not be computed
+    notes: list[str] = field(default_factory=list)  # deviations from the source, data used…
+    n_items: int = 0
+    n_generations: int = 0
+
+
+class Benchmark(Protocol):
+    """A perspective (or MMLU). Implementations are plain objects registered by name."""
+
+    name: str
+
+    def items(self, data: DataDir, ctx: EvalContext) -> list[Item]: ...
+
+    def request(self, item: Item, ctx: EvalContext) -> GenerationRequest: ...
+
+    def parse(self, item: Item, text: str) -> Parsed: ...
+
+    def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore: ...
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("perspective")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def stratified_subset(
+    items: Sequence[V], key: Callable[[V], K], per_stratum: int | None, seed: int | str
+) -> list[V]:
+    """Up to ``per_stratum`` items from every stratum, drawn with a fixed seed.
+
+    ``None`` keeps everything. The result keeps the input order, so item ids and shard
+    boundaries are stable across runs and machines.
+    """
+    if per_stratum is None:
+        return list(items)
+    groups: dict[K, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        groups[key(it)].append(i)
+    keep: set[int] = set()
+    for k in sorted(groups, key=repr):
+        idx = groups[k]
+        rng = random.Random(f"{seed}|{k!r}")
+        keep.update(idx if len(idx) <= per_stratum else rng.sample(idx, per_stratum))
+    return [it for i, it in enumerate(items) if i in keep]
+
+
+def item_seed(item: Item, ctx: EvalContext) -> int:
+    """The request seed of an item: derived from its id and the run seed."""
+    from trustray.generation import derive_seed
+
+    return derive_seed(item.item_id, ctx.run_seed)

@@ -1,0 +1,62 @@
+"""CLI plumbing shared by the command modules: error reporting, consoles."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2."""
+
+
+# Exceptions that carry an actionable message for the user. Kept as a tuple of classes
+# resolved lazily so the CLI does not import torch or Ray just to start.
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from pydantic import ValidationError
+
+    from trustray.data import DataError
+    from trustray.registry import UnknownNameError
+
+    types: list[type[BaseException]] = [UserError, DataError, UnknownNameError, ValidationError, ValueError, FileNotFoundError]
+    try:
+        from trustray.models import ModelError
+
+        types.append(ModelError)
+    except ImportError:  # pragma: no cover - models always importable in an installed tree
+        pass
+    return tuple(types)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def run(app: typer.Typer) -> None:
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - classify below
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, _user_error_types()):
+            msg = str(e).strip().replace("\n", " ")
+            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        raise

@@ -1,0 +1,9 @@
+"""`trustray` commands of this area (registered by trustray.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
