@@ -1,0 +1,58 @@
+"""The report's perspective scores equal each registered perspective's own ``aggregate()`` on
+the same generations, after a round trip through the Parquet results store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+
+from test_report_fixtures import config, row, write_run
+from trustray.benchmarks.base import EvalContext, ScoredRow
+from trustray.report import BootstrapSpec, build_tables, read_results
+from trustray.report.scores import registered_benchmarks
+
+NAMES = ["advglue", "ood", "adv_demonstration", "machine_ethics", "fairness", "privacy", "stereotype",
+         "toxicity", "mmlu"]
+POOL = ["yes", "No", "A", "wrong", "not wrong", "positive", "negative", "I'm sorry, I cannot answer that.",
+        "1", "It is great", "agree. I agree.", "I disagree.", "the email is a@b.com", ""]
+CTX = EvalContext(profile="smoke")
+
+
+def _pick(key: str, k: int) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % k
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_report_score_is_the_perspectives_aggregate(name, data_dir, tmp_path):
+    benchmarks = registered_benchmarks()
+    if name not in benchmarks:
+        pytest.skip(f"perspective {name!r} is not registered")
+    bench = benchmarks.get(name)
+    cfg = config("d0", "none")
+    scored, rows = [], []
+    for item in bench.items(data_dir, CTX):
+        n = min(bench.request(item, CTX).sampling.n, 2)
+        for g in range(n):
+            key = f"{item.item_id}/{g}"
+            text = item.gold if item.gold and _pick(key + "gold", 2) else POOL[_pick(key, len(POOL))]
+            parsed = bench.parse(item, text)
+            if parsed.to_score is not None:  # what the evaluator's toxicity scorer would fill in
+                parsed = type(parsed)(**{**parsed.__dict__, "score": _pick(key + "tox", 1000) / 1000})
+            scored.append(ScoredRow(item=item, generation_index=g, text=text, parsed=parsed))
+            rows.append(row(
+                cfg, name, item.item_id, g, correct=parsed.correct, score=parsed.score, refused=parsed.refused,
+                text=text, scenario=item.scenario, gold=item.gold, label=parsed.label,
+                meta=json.loads(json.dumps(dict(item.meta))), extra=json.loads(json.dumps(dict(parsed.extra))),
+            ))
+    assert scored, f"{name} produced no smoke items"
+    expected = bench.aggregate(scored, CTX)
+    write_run(tmp_path, rows, shard_rows=500)
+    tables = build_tables(read_results(tmp_path), benchmarks, spec=BootstrapSpec(n_resamples=200))
+    s = tables.summary.iloc[0]
+    assert s[f"{name}_source"] == "aggregate"
+    assert s[name] == pytest.approx(expected.score, abs=1e-9)
+    assert s[f"{name}_refusal"] == pytest.approx(expected.refusal_rate, abs=1e-9)
+    assert 0.0 <= s[name] <= 100.0 and not pd.isna(s[name])

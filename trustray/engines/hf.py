@@ -1,0 +1,298 @@
+"""``HFEngine``: a transformers engine that batches many requests itself.
+
+Determinism by construction: every forward pass has the same shape, ``batch_size`` rows ×
+a prompt length rounded up to a multiple of ``bucket``. A request's prompt is left-padded to
+its own bucket and a partial batch is filled with filler rows, so the arithmetic a prompt
+sees never depends on its neighbours. (On CPU, bf16 kernels pick different blockings for
+different shapes: the same prompt alone and in a batch of 4 gives logits that differ by up
+to ~0.6, which flips greedy tokens. Fixed shapes remove that.) Sampling draws every sample
+from its own generator seeded by ``sample_seed(request.seed, i)``.
+
+``deterministic=False`` drops the filler rows (faster for small, ragged workloads), at the
+price of greedy outputs that may depend on batch composition in bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from trustray.engines.base import ProgressCallback
+from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
+from trustray.models import ModelError, ResolvedModel, resolve_model
+
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How ``HFEngine`` loads and batches. ``batch_size`` rows per forward pass, fixed."""
+
+    dtype: DType = "auto"
+    batch_size: int = 64
+    bucket: int = 32
+    deterministic: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.bucket < 1:
+            raise ValueError(f"bucket must be >= 1, got {self.bucket}")
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 matmuls (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
+def pick_dtype(dtype: DType, device: torch.device) -> torch.dtype:
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def load_causal_lm(path: Path, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """Load a checkpoint for inference; compressed checkpoints are loaded as dense weights."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"unreadable checkpoint {path}: {e}") from e
+    try:
+        if config.get("quantization_config") and device.type == "cpu":
+            from trustray.compress import load_dense
+
+            model = load_dense(path, dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"cannot load checkpoint {path}: {e}") from e
+    return model.to(device).eval()
+
+
+@dataclass
+class _Row:
+    """One sample to generate: request ``req`` sample ``index``."""
+
+    req: int
+    index: int
+    ids: list[int]
+    sampling: SamplingParams
+    seed: int
+    tokens: list[int] = field(default_factory=list)
+    finish: str | None = None  # "stop" | "length" once done
+    text: str = ""
+
+
+class HFEngine:
+    """Generates with a transformers causal LM, batching and bucketing requests itself."""
+
+    name = "hf"
+
+    def __init__(self, model: str | Path | ResolvedModel, options: EngineOptions | None = None) -> None:
+        from transformers import AutoTokenizer
+        import transformers
+
+        self.options = options or EngineOptions()
+        self.resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+        dev = self.options.device
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else dev)
+        self.dtype = pick_dtype(self.options.dtype, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
+        self.model = load_causal_lm(self.resolved.path, self.dtype, self.device)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        self.eos_ids = self._eos_ids()
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.version = (
+            f"transformers-{transformers.__version__}/torch-{torch.__version__}/"
+            f"{str(self.dtype).removeprefix('torch.')}/b{self.options.batch_size}"
+            f"{'' if self.options.deterministic else '-nondet'}"
+        )
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return ids
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def render(self, request: GenerationRequest) -> str:
+        """The exact text the model sees for a request."""
+        if request.prompt is not None:
+            return request.prompt
+        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        """Token ids of a request's prompt (a raw prompt gets the tokenizer's special tokens)."""
+        text = self.render(request)
+        ids = self.tokenizer(text, add_special_tokens=request.prompt is not None)["input_ids"]
+        if len(ids) + request.sampling.max_tokens > self.context_length:
+            raise ValueError(
+                f"request {request.request_id!r}: prompt of {len(ids)} tokens + max_tokens "
+                f"{request.sampling.max_tokens} exceeds the model's context of {self.context_length}"
+            )
+        return ids
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None
+    ) -> list[Generation]:
+        """Complete every request ``n`` times; results come back in request order."""
+        start = time.perf_counter()
+        encoded = [self.encode(r) for r in requests]  # tokenised once
+        rows = [
+            _Row(req=i, index=j, ids=ids, sampling=r.sampling, seed=sample_seed(r.seed, j))
+            for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
+            for j in range(r.sampling.n)
+        ]
+        groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
+        for row in rows:
+            groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
+        batch = self.options.batch_size
+        done_requests = 0
+        remaining = [r.sampling.n for r in requests]
+        for (length, _), members in sorted(groups.items()):
+            for k in range(0, len(members), batch):
+                chunk = members[k : k + batch]
+                new_tokens = self._run_batch(chunk, length)
+                for row in chunk:
+                    remaining[row.req] -= 1
+                    done_requests += remaining[row.req] == 0
+                if progress:
+                    progress(new_tokens, done_requests)
+        elapsed = time.perf_counter() - start
+        by_req: dict[int, list[_Row]] = defaultdict(list)
+        for row in rows:
+            by_req[row.req].append(row)
+        return [
+            Generation(
+                request_id=r.request_id,
+                texts=tuple(row.text for row in by_req[i]),
+                prompt_tokens=len(encoded[i]),
+                output_tokens=tuple(len(row.tokens) for row in by_req[i]),
+                finish_reasons=tuple(row.finish or "length" for row in by_req[i]),
+                latency_s=elapsed,
+            )
+            for i, r in enumerate(requests)
+        ]
+
+    def _bucket(self, n: int) -> int:
+        b = self.options.bucket
+        return max(b, math.ceil(n / b) * b)
+
+    @torch.inference_mode()
+    def _run_batch(self, rows: list[_Row], length: int) -> int:
+        """Generate every row of one same-shape batch to completion; returns tokens generated."""
+        from transformers import DynamicCache
+
+        width = self.options.batch_size if self.options.deterministic else len(rows)
+        ids = torch.full((width, length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((width, length), dtype=torch.long)
+        for i in range(width):
+            src = rows[i].ids if i < len(rows) else rows[0].ids  # filler rows repeat row 0
+            ids[i, length - len(src) :] = torch.tensor(src)
+            mask[i, length - len(src) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        )
+        generators = [
+            torch.Generator(device="cpu").manual_seed(row.seed) if not row.sampling.greedy else None
+            for row in rows
+        ]
+        steps = max(row.sampling.max_tokens for row in rows)
+        produced = 0
+        next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
+        for step in range(steps):
+            logits = out.logits[:, -1, :].float().cpu()
+            for i, row in enumerate(rows):
+                if row.finish is not None:
+                    continue
+                token = self._select(logits[i], row.sampling, generators[i])
+                next_ids[i] = token
+                produced += 1
+                self._advance(row, token)
+            if all(row.finish is not None for row in rows):
+                break
+            mask = torch.cat([mask, mask.new_ones((width, 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self.model(
+                input_ids=next_ids[:, None].to(self.device), attention_mask=mask,
+                position_ids=positions, past_key_values=cache, use_cache=True,
+            )
+        for row in rows:
+            self._finish(row)
+        return produced
+
+    @staticmethod
+    def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator | None) -> int:
+        """Next token for one row: argmax, or a seeded draw after temperature/top-k/top-p."""
+        if gen is None:
+            return int(torch.argmax(logits))
+        logits = logits / sp.temperature
+        if 0 < sp.top_k < logits.numel():
+            vals, idx = torch.topk(logits, sp.top_k)
+        else:
+            vals, idx = torch.sort(logits, descending=True)
+        probs = torch.softmax(vals, dim=-1)
+        if sp.top_p < 1.0:
+            cum = probs.cumsum(-1)
+            keep = (cum - probs) < sp.top_p  # always keeps the most likely token
+            probs = probs * keep
+            probs = probs / probs.sum()
+        choice = torch.multinomial(probs, 1, generator=gen)
+        return int(idx[choice])
+
+    def _advance(self, row: _Row, token: int) -> None:
+        if token in self.eos_ids:
+            row.finish = "stop"
+            return
+        row.tokens.append(token)
+        if row.sampling.stop:
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            if any(s in text for s in row.sampling.stop):
+                row.finish = "stop"
+                return
+        if len(row.tokens) >= row.sampling.max_tokens:
+            row.finish = "length"
+
+    def _finish(self, row: _Row) -> None:
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        if row.sampling.stop:
+            cut = min((text.find(s) for s in row.sampling.stop if s in text), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+                row.finish = "stop"
+        row.text = text

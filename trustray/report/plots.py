@@ -1,0 +1,120 @@
+"""The report's figures (matplotlib, Agg backend), returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from trustray.report.perspectives import label  # noqa: E402
+
+DENSE_BITS = 16
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _err(values: pd.Series) -> np.ndarray:
+    return values.astype(float).fillna(0.0).to_numpy()
+
+
+def trust_vs_compression(summary: pd.DataFrame) -> bytes:
+    """Average trust vs bits (quantisation) and vs sparsity (pruning), one line per method,
+    error bars = std over calibration seeds; the dense model is the reference."""
+    dense = summary[summary["method"] == "none"]
+    quant = summary[(summary["method"] != "none") & summary["bits"].notna()]
+    prune = summary[(summary["method"] != "none") & summary["bits"].isna()]
+    panels = [p for p in (("bits", quant), ("sparsity", prune)) if not p[1].empty] or [("bits", quant)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (xcol, df) in zip(axes[0], panels):
+        for method, g in df.groupby("method", sort=True):
+            g = g.sort_values(xcol)
+            x = g[xcol].astype(float) * (100 if xcol == "sparsity" else 1)
+            ax.errorbar(x, g["avg_trust"], yerr=_err(g["avg_trust_std"]), marker="o", capsize=4, label=method)
+        for _, d in dense.iterrows():
+            if xcol == "bits":
+                ax.errorbar([DENSE_BITS], [d["avg_trust"]], yerr=[0.0], marker="*", markersize=12,
+                            color="black", linestyle="none", label=f"{d['setting']} ({DENSE_BITS}-bit)")
+            else:
+                ax.axhline(d["avg_trust"], color="black", linestyle="--", label=d["setting"])
+        ax.set_xlabel("bits per weight" if xcol == "bits" else "sparsity (%)")
+        ax.set_ylabel("average trust score (0–100)")
+        ax.set_title(f"Trust vs {'bits' if xcol == 'bits' else 'sparsity'}")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def radar(summary: pd.DataFrame, trust: list[str], baseline: str | None) -> bytes:
+    """One radar chart per setting across the trust perspectives (baseline dashed)."""
+    n = len(summary)
+    cols = min(4, max(n, 1))
+    rows = math.ceil(max(n, 1) / cols)
+    fig = plt.figure(figsize=(3.6 * cols, 3.6 * rows))
+    k = max(len(trust), 1)
+    angles = np.linspace(0, 2 * np.pi, k, endpoint=False).tolist()
+    base = summary[summary["setting"] == baseline] if baseline else summary.iloc[:0]
+    for i, (_, r) in enumerate(summary.iterrows()):
+        ax = fig.add_subplot(rows, cols, i + 1, projection="polar")
+        for data, style in ((base, "--"), (summary.iloc[[i]], "-")):
+            if data.empty or (style == "--" and data.iloc[0]["setting"] == r["setting"]):
+                continue
+            vals = data.iloc[0][trust].astype(float).fillna(0.0).tolist()
+            ax.plot(angles + angles[:1], vals + vals[:1], style, linewidth=1.5)
+            if style == "-":
+                ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.2)
+        ax.set_xticks(angles)
+        ax.set_xticklabels([label(p) for p in trust], fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.set_yticks([25, 50, 75])
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title(str(r["setting"]), fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def refusal_rates(summary: pd.DataFrame, perspectives: list[str]) -> bytes:
+    """Grouped bars: refusal rate per perspective for every setting."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(perspectives) + 2), 4))
+    n = max(len(summary), 1)
+    width = 0.8 / n
+    x = np.arange(len(perspectives))
+    for i, (_, r) in enumerate(summary.iterrows()):
+        vals = [float(r[f"{p}_refusal"]) if not pd.isna(r[f"{p}_refusal"]) else 0.0 for p in perspectives]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(r["setting"]))
+    ax.set_xticks(x)
+    ax.set_xticklabels([label(p) for p in perspectives], rotation=30, ha="right")
+    ax.set_ylabel("refusal rate (%)")
+    ax.set_title("Refusal rates")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def trust_vs_size(summary: pd.DataFrame) -> bytes:
+    """The efficiency / trust frontier: average trust vs model size on disk."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, g in summary.groupby("method", sort=True):
+        mb = g["model_size_bytes"].astype(float) / 1e6
+        ax.errorbar(mb, g["avg_trust"], yerr=_err(g["avg_trust_std"]), marker="o", linestyle="none",
+                    capsize=4, label="dense" if method == "none" else method)
+        for x, y, s in zip(mb, g["avg_trust"], g["setting"]):
+            if not (pd.isna(x) or pd.isna(y)):
+                ax.annotate(str(s), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("model size on disk (MB)")
+    ax.set_ylabel("average trust score (0–100)")
+    ax.set_title("Trust vs model size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -1,0 +1,147 @@
+"""Perspective scores per config: the perspective's own ``aggregate()`` over rows rebuilt from
+the table, or, when the perspective is not registered, 100 × the mean item outcome (labelled)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from trustray.benchmarks.base import PROFILES, RENDER_MODES, Benchmark, EvalContext, Item, Parsed, ScoredRow
+from trustray.report.outcomes import item_outcomes
+
+AGGREGATE = "aggregate"
+ITEM_MEAN = "item-mean"
+
+
+class BenchmarkLookup(Protocol):
+    def __contains__(self, name: object) -> bool: ...
+
+    def get(self, name: str) -> Benchmark: ...
+
+
+@dataclass
+class Score:
+    """One perspective's score for one config, with where it came from."""
+
+    config_id: str
+    perspective: str
+    score: float
+    refusal_rate: float
+    source: str  # AGGREGATE or ITEM_MEAN
+    note: str = ""
+    components: dict[str, float] = field(default_factory=dict)
+    n_items: int = 0
+    n_generations: int = 0
+
+
+def registered_benchmarks() -> BenchmarkLookup:
+    """The project's perspective registry, with every perspective module imported."""
+    try:
+        import trustray.benchmarks  # noqa: F401  (the package registers its perspectives)
+    except ImportError as e:  # a half-installed tree still reports, on item means
+        warnings.warn(f"trustray.benchmarks could not be imported ({e}); using item means", stacklevel=2)
+    from trustray.benchmarks.base import BENCHMARKS
+
+    return BENCHMARKS
+
+
+def _json(text: Any) -> dict[str, Any]:
+    if text is None or (isinstance(text, float) and math.isnan(text)) or text == "":
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _opt(value: Any) -> Any:
+    """pandas null (None / NaN / NA) → None."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def scored_rows(rows: pd.DataFrame) -> list[ScoredRow]:
+    """Rebuild ``ScoredRow``s from result rows of one (config, perspective).
+
+    The item payload is not stored in results, so items carry an empty payload; everything
+    ``aggregate`` needs (scenario, gold, meta, parse fields, score) is restored.
+    """
+    out: list[ScoredRow] = []
+    for r in rows.itertuples(index=False):
+        item = Item(
+            item_id=r.item_id, perspective=r.perspective, scenario=r.scenario, payload={},
+            gold=_opt(r.gold), meta=_json(_opt(r.item_meta)),
+        )
+        correct = _opt(r.correct)
+        score = _opt(r.score)
+        parsed = Parsed(
+            label=_opt(r.parsed_label),
+            correct=None if correct is None else bool(correct),
+            refused=bool(r.refused),
+            score=None if score is None else float(score),
+            extra=_json(_opt(r.parsed_extra)),
+        )
+        out.append(ScoredRow(item=item, generation_index=int(r.generation_index), text=r.output_text, parsed=parsed))
+    return out
+
+
+def eval_context(rows: pd.DataFrame) -> EvalContext:
+    """The context the rows were produced under (profile, render mode), as far as recorded."""
+    profile = rows["profile"].iloc[0]
+    render = rows["render_mode"].iloc[0]
+    return EvalContext(
+        profile=profile if profile in PROFILES else "smoke",
+        render=render if render in RENDER_MODES else "chat_template",
+    )
+
+
+def fallback_score(rows: pd.DataFrame, note: str, items: pd.DataFrame | None = None) -> Score:
+    """100 × mean item outcome and 100 × mean ``refused`` over rows (``items``: their outcomes)."""
+    items = item_outcomes(rows) if items is None else items
+    valid = items["outcome"].dropna()
+    return Score(
+        config_id=str(rows["config_id"].iloc[0]), perspective=str(rows["perspective"].iloc[0]),
+        score=100.0 * float(valid.mean()) if len(valid) else math.nan,
+        refusal_rate=100.0 * float(rows["refused"].astype(float).mean()),
+        source=ITEM_MEAN, note=note, n_items=int(items.shape[0]), n_generations=int(rows.shape[0]),
+    )
+
+
+def perspective_score(rows: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame | None = None) -> Score:
+    """Score of one (config, perspective) block of rows (``items``: their outcomes, if known)."""
+    perspective = str(rows["perspective"].iloc[0])
+    if perspective not in benchmarks:
+        note = f"{perspective!r} is not a registered perspective: score = 100 × mean item outcome"
+        return fallback_score(rows, note, items)
+    bench = benchmarks.get(perspective)
+    try:
+        ps = bench.aggregate(scored_rows(rows), eval_context(rows))
+    except Exception as e:  # noqa: BLE001 - the report still shows the item mean, and says why
+        msg = f"{perspective} aggregate() failed ({type(e).__name__}: {e}): score = 100 × mean item outcome"
+        warnings.warn(msg, stacklevel=2)
+        return fallback_score(rows, msg, items)
+    return Score(
+        config_id=str(rows["config_id"].iloc[0]), perspective=perspective,
+        score=float(ps.score), refusal_rate=float(ps.refusal_rate), source=AGGREGATE,
+        note="; ".join([*ps.notes, *(f"missing: {m}" for m in ps.missing)]),
+        components=dict(ps.components), n_items=int(ps.n_items), n_generations=int(ps.n_generations),
+    )
+
+
+def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> pd.DataFrame:
+    """One row per (config_id, perspective): score, refusal_rate, source, note, n_items.
+    ``items`` are the item outcomes of ``results``."""
+    records = []
+    by_block = dict(iter(items.groupby(["config_id", "perspective"], sort=False)))
+    for key, rows in results.groupby(["config_id", "perspective"], sort=True):
+        s = perspective_score(rows, benchmarks, by_block.get(key))
+        records.append(
+            {
+                "config_id": s.config_id, "perspective": s.perspective, "score": s.score,
+                "refusal_rate": s.refusal_rate, "source": s.source, "note": s.note,
+                "n_items": s.n_items, "n_generations": s.n_generations,
+            }
+        )
+    return pd.DataFrame.from_records(records)
