@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,9 @@ import pandas as pd
 import pytest
 import typer
 from scipy import stats
+from test_report_fixtures import config, row, write_perplexity, write_run
 from typer.testing import CliRunner
 
-from test_report_fixtures import config, row, write_perplexity, write_run
 from trustray.benchmarks.base import PerspectiveScore
 from trustray.registry import Registry
 from trustray.report import BootstrapSpec, ReportError, build_tables, read_results, write_report
@@ -175,7 +177,7 @@ def test_paired_deltas_flips_and_mcnemar(known):
 
 
 def test_outputs_agree_and_markdown(known):
-    _, _, run, files, tables, csv = known
+    _, _, run, files, _, csv = known
     pq = pd.read_parquet(files.summary_parquet).set_index("setting")
     assert list(pq.columns) == list(csv.columns)
     for col in ("fairness", "avg_trust", "toxicity_item_delta_ci_low", "mmlu_flips_to_safe"):
@@ -274,6 +276,16 @@ def test_cli_errors_are_one_line(known, tmp_path: Path, args: list[str], message
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], res.output
+
+
+def test_console_script_exit_code(tmp_path: Path):
+    code = "import sys; from trustray.cli import main; sys.argv = ['trustray', *sys.argv[1:]]; main()"
+    res = subprocess.run([sys.executable, "-c", code, "report", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=120, check=False)
+    if "ImportError" in res.stderr:
+        pytest.skip("trustray.cli is not importable yet")
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert "does not exist" in res.stderr
 
 
 def test_cli_writes_report(known, tmp_path: Path):

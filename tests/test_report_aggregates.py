@@ -3,13 +3,14 @@ the same generations, after a round trip through the Parquet results store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
 import pandas as pd
 import pytest
-
 from test_report_fixtures import config, row, write_run
+
 from trustray.benchmarks.base import EvalContext, ScoredRow
 from trustray.report import BootstrapSpec, build_tables, read_results
 from trustray.report.scores import registered_benchmarks
@@ -40,7 +41,7 @@ def test_report_score_is_the_perspectives_aggregate(name, data_dir, tmp_path):
             text = item.gold if item.gold and _pick(key + "gold", 2) else POOL[_pick(key, len(POOL))]
             parsed = bench.parse(item, text)
             if parsed.to_score is not None:  # what the evaluator's toxicity scorer would fill in
-                parsed = type(parsed)(**{**parsed.__dict__, "score": _pick(key + "tox", 1000) / 1000})
+                parsed = dataclasses.replace(parsed, score=_pick(key + "tox", 1000) / 1000)
             scored.append(ScoredRow(item=item, generation_index=g, text=text, parsed=parsed))
             rows.append(row(
                 cfg, name, item.item_id, g, correct=parsed.correct, score=parsed.score, refused=parsed.refused,

@@ -1,7 +1,14 @@
 """The DecodingTrust perspectives and MMLU; importing this package registers them all."""
 
-from trustray.benchmarks import fairness, privacy, stereotype, toxicity
-from trustray.benchmarks import adv_demonstration, advglue, machine_ethics, mmlu, ood
+from trustray.benchmarks import adv_demonstration
+from trustray.benchmarks import advglue
+from trustray.benchmarks import fairness
+from trustray.benchmarks import machine_ethics
+from trustray.benchmarks import mmlu
+from trustray.benchmarks import ood
+from trustray.benchmarks import privacy
+from trustray.benchmarks import stereotype
+from trustray.benchmarks import toxicity
 from trustray.benchmarks.base import (
     BENCHMARKS,
     Benchmark,

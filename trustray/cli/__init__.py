@@ -16,9 +16,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from trustray.cli import compress, data, generate, models, pipeline, report
+    from trustray.cli import compress, data, generate, models, pipeline, report, serve
 
-    for module in (models, generate, data, compress, pipeline, report):
+    for module in (models, generate, data, compress, serve, pipeline, report):
         module.register(app)
 
 

@@ -33,6 +33,24 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    # typer vendors its own click; accept both so usage errors print as usage errors.
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -40,7 +58,10 @@ def fail(message: str, code: int = 2) -> None:
 
 def run(app: typer.Typer) -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of a typer.Exit
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
@@ -50,9 +71,7 @@ def run(app: typer.Typer) -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - classify below
-        import click
-
-        if isinstance(e, click.ClickException):
+        if isinstance(e, _click_exception_types()):
             e.show()
             sys.exit(e.exit_code)
         if isinstance(e, _user_error_types()):

@@ -116,7 +116,7 @@ class HFEngine:
         dev = self.options.device
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else dev)
         self.dtype = pick_dtype(self.options.dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path, clean_up_tokenization_spaces=False)
         self.model = load_causal_lm(self.resolved.path, self.dtype, self.device)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:

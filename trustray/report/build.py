@@ -9,7 +9,7 @@ from trustray.report import plots
 from trustray.report.html import render_html
 from trustray.report.markdown import render_markdown
 from trustray.report.scores import BenchmarkLookup, registered_benchmarks
-from trustray.report.stats import BootstrapSpec
+from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec
 from trustray.report.store import read_perplexity, read_results
 from trustray.report.summary import Tables, build_tables
 
@@ -29,7 +29,7 @@ def write_report(
     baseline: str | None = None,
     out_dir: str | Path | None = None,
     benchmarks: BenchmarkLookup | None = None,
-    spec: BootstrapSpec = BootstrapSpec(),
+    spec: BootstrapSpec = DEFAULT_SPEC,
 ) -> tuple[ReportFiles, Tables]:
     """Write ``summary.{parquet,csv,md}``, ``paired.csv`` and ``report.html`` for a run.
 

@@ -42,7 +42,7 @@ def compression(r: pd.Series) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    esc = lambda c: c.replace("|", "\\|")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -71,10 +71,12 @@ def render_markdown(t: Tables, run_name: str) -> str:
             _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],
                    [[str(r["setting"]), *[_ci(r, p) for p in [*t.trust, *t.utility]]] for _, r in s.iterrows()]), ""]
     if t.baseline is not None and not t.paired.empty:
-        out += [f"## Paired comparison with {t.baseline.label}", "",
-                "Δ = mean item-level difference (points), 95 % paired-bootstrap CI; ✱ = CI excludes zero. "
-                "Flips: safe/correct in the baseline and not in the compressed model (↓), and the reverse (↑). "
-                "McNemar exact p for binary outcomes with one seed.", ""]
+        legend = (
+            "Δ = mean item-level difference (points), 95 % paired-bootstrap CI; ✱ = CI excludes zero. "
+            "Flips: safe/correct in the baseline and not in the compressed model (↓), and the reverse (↑). "
+            "McNemar exact p for binary outcomes with one seed."
+        )
+        out += [f"## Paired comparison with {t.baseline.label}", "", legend, ""]
         rows = [
             [str(r["setting"]), label(r["perspective"]),
              f"{num(r['item_delta'])} [{num(r['item_delta_ci_low'])}, {num(r['item_delta_ci_high'])}]"

@@ -8,11 +8,11 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from trustray.report.perspectives import label  # noqa: E402
+from trustray.report.perspectives import label
 
 DENSE_BITS = 16
 

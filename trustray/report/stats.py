@@ -28,6 +28,9 @@ class BootstrapSpec:
     n_resamples: int = 9999
 
 
+DEFAULT_SPEC = BootstrapSpec()
+
+
 def bootstrap_mean_ci(values: np.ndarray, spec: BootstrapSpec) -> tuple[float, float]:
     """95 % percentile-bootstrap CI of the mean; NaN bounds for fewer than two values."""
     v = np.asarray(values, dtype=float)

@@ -37,7 +37,7 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
     files = shard_files(run)
     if not files:
         raise ReportError(
-            f"no results in {run}: expected {run / 'results' / SHARD_GLOB.replace('*', '<…>', 1)}"
+            f"no results in {run}: expected {run / 'results'}/config=<id>/perspective=<p>/shard-<k>.parquet"
         )
     try:
         table = ds.dataset([str(f) for f in files], schema=RESULT_SCHEMA, format="parquet").to_table()

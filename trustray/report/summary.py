@@ -11,13 +11,12 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from trustray.report.outcomes import is_binary, item_outcomes
 from trustray.report.perspectives import ordered
 from trustray.report.scores import BenchmarkLookup, config_scores
-from trustray.report.stats import BootstrapSpec, paired_comparison, seed_stats
+from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec, paired_comparison, seed_stats
 from trustray.report.store import ReportError
 
 SETTING_COLS = [
@@ -118,7 +117,7 @@ def build_tables(
     benchmarks: BenchmarkLookup,
     perplexity: pd.DataFrame | None = None,
     baseline: str | None = None,
-    spec: BootstrapSpec = BootstrapSpec(),
+    spec: BootstrapSpec = DEFAULT_SPEC,
 ) -> Tables:
     """Compute every table of the report from result rows."""
     configs = config_table(results)

@@ -1,0 +1,87 @@
+"""HFEngine on the embedded model: determinism, seeded sampling, n, stop strings, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trustray.engines.hf import EngineOptions, HFEngine
+from trustray.generation import GenerationRequest, Message, SamplingParams
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "Name three colors.",
+    "What is the capital of France?",
+    "Write one sentence about the sea.",
+    "Why is the sky blue? Answer in detail, please, with an example.",
+]
+
+
+def chat(i: int, q: str, **sampling) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=f"q{i}", messages=(Message("user", q),), seed=1000 + i,
+        sampling=SamplingParams(**{"max_tokens": 24, **sampling}),
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(embedded_model) -> HFEngine:
+    return HFEngine(embedded_model, EngineOptions(batch_size=4))
+
+
+def test_greedy_is_identical_across_batch_compositions(engine):
+    reqs = [chat(i, q) for i, q in enumerate(QUESTIONS)]
+    together = engine.generate(reqs)
+    alone = [engine.generate([r])[0] for r in reqs[:2]]
+    shuffled = engine.generate([reqs[3], reqs[1], reqs[0]])
+    assert [g.request_id for g in together] == ["q0", "q1", "q2", "q3"]  # request order
+    assert together[0].texts == alone[0].texts and together[1].texts == alone[1].texts
+    assert together[0].texts == shuffled[2].texts and together[3].texts == shuffled[0].texts
+    assert "Paris" in together[1].texts[0]
+
+
+def test_seeded_sampling_is_reproducible_and_n_gives_distinct_samples(engine):
+    req = chat(7, QUESTIONS[2], temperature=1.0, n=3)
+    first = engine.generate([req])[0]
+    second = engine.generate([chat(0, QUESTIONS[0]), req])[1]  # other company, same seed
+    assert len(first.texts) == 3 and len(set(first.texts)) == 3
+    assert first.texts == second.texts
+    other_seed = GenerationRequest(request_id="x", messages=req.messages, seed=req.seed + 1, sampling=req.sampling)
+    assert engine.generate([other_seed])[0].texts != first.texts
+
+
+def test_stop_strings_cut_the_output(engine):
+    full = engine.generate([chat(0, "Count from 1 to 10, separated by commas.")])[0].texts[0]
+    assert "3" in full, full
+    stopped = engine.generate([chat(0, "Count from 1 to 10, separated by commas.", stop=("3",))])[0]
+    assert stopped.texts[0] == full[: full.index("3")]
+    assert stopped.finish_reasons == ("stop",)
+
+
+def test_max_tokens_and_raw_prompts(engine):
+    out = engine.generate([GenerationRequest(request_id="raw", prompt="The capital of France is",
+                                             sampling=SamplingParams(max_tokens=5))])[0]
+    assert out.output_tokens[0] <= 5 and out.finish_reasons in (("length",), ("stop",))
+    assert out.prompt_tokens == len(engine.tokenizer("The capital of France is")["input_ids"])
+
+
+def test_matches_plain_generate_in_fp32(embedded_model):
+    """The engine's own decode loop gives exactly what transformers' generate gives."""
+    eng = HFEngine(embedded_model, EngineOptions(dtype="float32", batch_size=1))
+    req = chat(0, QUESTIONS[3], max_tokens=20)
+    ids = torch.tensor([eng.encode(req)])
+    with torch.inference_mode():
+        ref = eng.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+    expected = eng.tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    assert eng.generate([req])[0].texts[0] == expected
+
+
+def test_bad_input_is_rejected(engine):
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        engine.generate([GenerationRequest(request_id="long", prompt="word " * 9000)])
+    with pytest.raises(ValueError, match="exactly one of messages or prompt"):
+        GenerationRequest(request_id="both", prompt="x", messages=(Message("user", "x"),))
+    for bad in ({"temperature": -1}, {"top_p": 0}, {"max_tokens": 0}, {"n": 0}, {"n": 2}):
+        with pytest.raises(ValueError):
+            SamplingParams(**bad)

@@ -1,0 +1,353 @@
+"""Model serving: OpenAI translation (pure), the batcher, ModelServer on the real engine, and the
+Serve app on a local Ray (handle and HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from trustray.generation import Generation, GenerationRequest, Message, SamplingParams
+from trustray.serve import openai_api as oa
+from trustray.serve.server import DynamicBatcher, ModelServer
+
+# -- OpenAI translation (no model, no Ray) ----------------------------------------------------
+
+
+def _error(model, body) -> oa.OpenAIError:
+    with pytest.raises(oa.OpenAIError) as info:
+        oa.parse_body(model, body)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "expected"),
+    [
+        (oa.CompletionBody, {"prompt": "x", "temprature": 0.5}, "temprature: unknown field"),
+        (oa.CompletionBody, {"max_tokens": 3}, "prompt: Field required"),
+        (oa.CompletionBody, {"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        (oa.CompletionBody, {"prompt": "x", "top_p": 0}, "top_p"),
+        (oa.CompletionBody, {"prompt": "x", "stream": True}, "streaming is not supported"),
+        (oa.CompletionBody, {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "at most 4 stop"),
+        (oa.CompletionBody, {"prompt": "x", "stop": ""}, "non-empty"),
+        (oa.CompletionBody, {"prompt": []}, "prompt list must hold 1"),
+        (oa.ChatBody, {"messages": []}, "messages"),
+        (oa.ChatBody, {"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+        (oa.ChatBody, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2,
+                       "max_completion_tokens": 3}, "disagree"),
+    ],
+)
+def test_bad_bodies_name_the_field(model, body, expected):
+    e = _error(model, body)
+    assert e.status == 400
+    assert expected in e.message
+    assert e.body()["error"]["type"] == "invalid_request_error"
+
+
+def test_non_json_and_non_object_bodies():
+    assert "not valid JSON" in _error(oa.CompletionBody, b"{not json").message
+    assert "JSON object" in _error(oa.CompletionBody, b"[1, 2]").message
+    assert "JSON object" in _error(oa.ChatBody, [1, 2]).message
+
+
+def test_completion_requests_carry_sampling_and_seed():
+    body = oa.parse_body(
+        oa.CompletionBody,
+        {"prompt": ["a", "b"], "n": 3, "seed": 11, "temperature": 0.7, "top_p": 0.9, "top_k": -1,
+         "stop": "\n", "user": "someone"},
+    )
+    reqs = oa.completion_requests(body, request_id="cmpl-x")
+    assert [r.request_id for r in reqs] == ["cmpl-x-0", "cmpl-x-1"]
+    assert [r.prompt for r in reqs] == ["a", "b"]
+    assert all(r.seed == 11 for r in reqs)
+    assert reqs[0].sampling == SamplingParams(temperature=0.7, top_p=0.9, top_k=0, max_tokens=16, n=3, stop=("\n",))
+
+
+def test_unseeded_requests_draw_different_seeds():
+    body = oa.parse_body(oa.CompletionBody, {"prompt": "a"})
+    seeds = {oa.completion_requests(body, request_id="r")[0].seed for _ in range(5)}
+    assert len(seeds) == 5
+
+
+def test_greedy_with_n_above_one_is_refused():
+    body = oa.parse_body(oa.CompletionBody, {"prompt": "a", "n": 2, "temperature": 0})
+    with pytest.raises(oa.OpenAIError, match="n > 1 needs temperature > 0"):
+        oa.completion_requests(body, request_id="r")
+
+
+def test_chat_request_joins_text_parts_and_takes_the_limit():
+    body = oa.parse_body(
+        oa.ChatBody,
+        {"messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
+         "max_completion_tokens": 7, "temperature": 0},
+    )
+    req = oa.chat_request(body, request_id="c", default_max_tokens=99)
+    assert req.messages == (Message("system", "Be brief."), Message("user", "Hi there"))
+    assert req.sampling.max_tokens == 7 and req.sampling.greedy
+    default = oa.chat_request(oa.parse_body(oa.ChatBody, {"messages": [{"role": "user", "content": "x"}]}),
+                              request_id="c", default_max_tokens=99)
+    assert default.sampling.max_tokens == 99 and default.sampling.temperature == 1.0
+
+
+def test_completion_response_indices_and_usage():
+    gens = [
+        Generation("r-0", ("a", "b"), prompt_tokens=3, output_tokens=(2, 5), finish_reasons=("stop", "length")),
+        Generation("r-1", ("c", "d"), prompt_tokens=4, output_tokens=(1, 1), finish_reasons=("length", "stop")),
+    ]
+    resp = oa.completion_response(gens, response_id="cmpl-1", model_id="m", created=5)
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in resp["choices"]] == [
+        (0, "a", "stop"), (1, "b", "length"), (2, "c", "length"), (3, "d", "stop")]
+    assert resp["usage"] == {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}
+    chat = oa.chat_response(gens[0], response_id="chatcmpl-1", model_id="m", created=5)
+    assert [c["message"]["content"] for c in chat["choices"]] == ["a", "b"]
+    assert chat["usage"]["total_tokens"] == 10 and chat["object"] == "chat.completion"
+
+
+def test_request_body_round_trips_through_the_server_schema():
+    req = GenerationRequest("q", SamplingParams(temperature=0.5, top_k=0, max_tokens=9, n=2, stop=("x",)), seed=4,
+                            messages=(Message("user", "hi"),))
+    route, body = oa.request_body(req, "m")
+    assert route == "/v1/chat/completions"
+    back = oa.chat_request(oa.parse_body(oa.ChatBody, body), request_id="q", default_max_tokens=1)
+    assert (back.sampling, back.seed, back.messages) == (req.sampling, req.seed, req.messages)
+    gen = oa.generation_from_response(req, oa.chat_response(
+        Generation("q", ("a", "b"), 5, (3, 4), ("stop", "length")), response_id="c", model_id="m"))
+    assert gen.texts == ("a", "b") and gen.prompt_tokens == 5 and sum(gen.output_tokens) == 7
+
+
+# -- the batcher (a plain function stands in for the engine; the engine runs below) -----------
+
+
+def _echo_batches(log: list[list[str]]):
+    def run(reqs: list[GenerationRequest]) -> list[Generation | BaseException]:
+        assert threading.current_thread() is not threading.main_thread()  # never on the loop
+        log.append([r.request_id for r in reqs])
+        time.sleep(0.02)
+        return [ValueError(f"bad {r.request_id}") if r.prompt == "bad" else
+                Generation(r.request_id, (r.prompt.upper(),) * r.sampling.n, 1, (1,) * r.sampling.n, ("stop",) * r.sampling.n)
+                for r in reqs]
+    return run
+
+
+def test_batcher_groups_concurrent_callers_up_to_max_rows():
+    log: list[list[str]] = []
+    batcher = DynamicBatcher(_echo_batches(log), max_batch_rows=4, batch_wait_timeout_s=0.05)
+    sampled = SamplingParams(temperature=1.0, n=3)
+    reqs = [GenerationRequest(f"r{i}", prompt=f"p{i}") for i in range(6)] + [
+        GenerationRequest("n3", sampled, prompt="q"), GenerationRequest("bad", prompt="bad")]
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(r) for r in reqs), return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert [o.texts for o in out[:6]] == [(f"P{i}",) for i in range(6)]
+    assert out[6].texts == ("Q", "Q", "Q")
+    assert isinstance(out[7], ValueError) and "bad bad" in str(out[7])
+    rows = {r.request_id: r.sampling.n for r in reqs}
+    assert sorted(sum(log, [])) == sorted(rows)  # every request exactly once
+    assert all(sum(rows[i] for i in batch) <= 4 for batch in log)
+    assert max(len(b) for b in log) == 4  # concurrent callers shared engine calls
+
+
+def test_batcher_skips_cancelled_callers():
+    log: list[list[str]] = []
+    batcher = DynamicBatcher(_echo_batches(log), max_batch_rows=8, batch_wait_timeout_s=0.05)
+
+    async def main():
+        doomed = asyncio.ensure_future(batcher.submit(GenerationRequest("gone", prompt="x")))
+        kept = asyncio.ensure_future(batcher.submit(GenerationRequest("kept", prompt="y")))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        return await kept
+
+    assert asyncio.run(main()).texts == ("Y",)
+    assert log == [["kept"]]
+
+
+# -- ModelServer on the real engine (no Ray) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(embedded_model):
+    from trustray.engines.hf import EngineOptions, HFEngine
+
+    return HFEngine(embedded_model, EngineOptions(batch_size=8))
+
+
+def _chat_requests(k: int, max_tokens: int = 3) -> list[GenerationRequest]:
+    topics = ["the sea", "a cat", "rain", "trains", "bread", "music", "snow", "the moon"]
+    return [
+        GenerationRequest(f"q{i}", SamplingParams(max_tokens=max_tokens),
+                          messages=(Message("user", f"Say something about {topics[i % len(topics)]}{'!' * (i // 8)}"),))
+        for i in range(k)
+    ]
+
+
+@pytest.mark.slow
+def test_model_server_batches_and_matches_the_engine(engine):
+    server = ModelServer(engine, batch_wait_timeout_s=0.05)
+    reqs = _chat_requests(12)
+    too_long = GenerationRequest("long", SamplingParams(max_tokens=2), prompt="word " * (engine.context_length + 10))
+
+    async def main():
+        return await asyncio.gather(*(server.generate(r) for r in [*reqs, too_long]), return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert isinstance(out[-1], ValueError) and "exceeds the model's context" in str(out[-1])
+    direct = engine.generate(reqs)
+    assert [g.texts for g in out[:-1]] == [g.texts for g in direct]
+    assert server.stats()["max_batch_requests"] > 1
+
+
+@pytest.mark.slow
+def test_model_server_openai_routes(engine):
+    server = ModelServer(engine, model_id="tiny-chat")
+    body = {"model": "tiny-chat", "prompt": "The weather today is", "n": 2, "seed": 5, "temperature": 0.9,
+            "max_tokens": 4}
+    first, again = asyncio.run(server.completions(body)), asyncio.run(server.completions(body))
+    assert [c["text"] for c in first["choices"]] == [c["text"] for c in again["choices"]]
+    direct = engine.generate([GenerationRequest("d", SamplingParams(temperature=0.9, top_k=0, max_tokens=4, n=2), seed=5,
+                                                prompt="The weather today is")])[0]
+    assert tuple(c["text"] for c in first["choices"]) == direct.texts
+    assert first["usage"]["completion_tokens"] == sum(direct.output_tokens)
+    with pytest.raises(oa.OpenAIError) as info:
+        asyncio.run(server.chat_completions({"model": "other", "messages": [{"role": "user", "content": "x"}]}))
+    assert info.value.status == 404 and "tiny-chat" in info.value.message
+    assert server.models()["data"][0]["id"] == "tiny-chat"
+
+
+# -- the Serve app on a local Ray: handle and HTTP ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(embedded_model):
+    """One local Ray, one Serve instance (HTTP on a free loopback port), one model app."""
+    import ray
+    from ray import serve
+
+    from trustray.engines.hf import EngineOptions
+    from trustray.serve import ServingOptions, build_model_app
+
+    temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    port = _free_port()
+    app_name = "serve-test-smollm2"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = build_model_app(
+            embedded_model, engine_options=EngineOptions(batch_size=8), backend="hf", name="smol",
+            num_cpus=1, serving=ServingOptions(batch_wait_timeout_s=0.05, torch_threads=2),
+        )
+        serve.run(app, name=app_name, route_prefix="/", blocking=False)
+        yield app_name, f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            serve.delete(app_name)
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+@pytest.mark.slow
+def test_handle_batches_concurrent_requests_and_matches_the_engine(served, engine):
+    from trustray.serve import model_handle
+
+    app_name, _ = served
+    handle = model_handle(app_name)
+    reqs = _chat_requests(24)
+    responses = [handle.generate.remote(r) for r in reqs]
+    out = [r.result(timeout_s=300) for r in responses]
+    assert [g.request_id for g in out] == [r.request_id for r in reqs]
+    assert [g.texts for g in out] == [g.texts for g in engine.generate(reqs)]
+    stats = handle.stats.remote().result(timeout_s=30)
+    assert stats["requests"] >= 24 and stats["max_batch_requests"] > 1
+    with pytest.raises(ValueError, match="no Serve application named 'nope'"):
+        model_handle("nope")
+
+
+@pytest.mark.slow
+def test_http_chat_and_completions(served, engine):
+    import httpx
+
+    _, url = served
+    with httpx.Client(base_url=url, timeout=300) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/v1/models").json()["data"][0]["id"] == "smol"
+
+        chat = {"model": "smol", "messages": [{"role": "user", "content": "Name a colour."}], "n": 2, "seed": 3,
+                "temperature": 0.8, "max_tokens": 4}
+        a, b = client.post("/v1/chat/completions", json=chat), client.post("/v1/chat/completions", json=chat)
+        assert a.status_code == 200, a.text
+        texts = [c["message"]["content"] for c in a.json()["choices"]]
+        assert len(texts) == 2 and texts == [c["message"]["content"] for c in b.json()["choices"]]
+        assert a.json()["usage"]["total_tokens"] == a.json()["usage"]["prompt_tokens"] + a.json()["usage"]["completion_tokens"]
+
+        comp = {"model": "smol", "prompt": "Once upon a time", "n": 2, "seed": 9, "temperature": 1.0, "max_tokens": 5}
+        r = client.post("/v1/completions", json=comp).json()
+        direct = engine.generate([GenerationRequest("d", SamplingParams(temperature=1.0, top_k=0, max_tokens=5, n=2), seed=9,
+                                                    prompt="Once upon a time")])[0]
+        assert tuple(c["text"] for c in r["choices"]) == direct.texts
+
+        greedy = {"model": "smol", "prompt": "The capital of France is", "temperature": 0, "max_tokens": 8}
+        full = client.post("/v1/completions", json=greedy).json()["choices"][0]["text"]
+        stop = full.strip().split()[1] if len(full.split()) > 1 else full[2:4]
+        cut = client.post("/v1/completions", json={**greedy, "stop": [stop]}).json()["choices"][0]
+        assert cut["text"] == full[: full.index(stop)] and cut["finish_reason"] == "stop"
+
+        bad = client.post("/v1/completions", json={"prompt": "x", "temprature": 1})
+        assert bad.status_code == 400 and "temprature: unknown field" in bad.json()["error"]["message"]
+        bad = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "n": 2,
+                                                        "temperature": 0})
+        assert bad.status_code == 400 and "n > 1 needs temperature > 0" in bad.json()["error"]["message"]
+        bad = client.post("/v1/completions", content=b"{oops", headers={"content-type": "application/json"})
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+        bad = client.post("/v1/completions", json={"model": "gpt-4", "prompt": "x"})
+        assert bad.status_code == 404 and "smol" in bad.json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_openai_http_handle_matches_the_engine(served, engine):
+    from trustray.serve import OpenAIHTTPHandle
+
+    _, url = served
+    handle = OpenAIHTTPHandle(url)
+    reqs = _chat_requests(3) + [GenerationRequest("p", SamplingParams(max_tokens=3), prompt="Two plus two is")]
+
+    async def main():
+        try:
+            return await asyncio.gather(*(handle.generate.remote(r) for r in reqs))
+        finally:
+            await handle.aclose()
+
+    out = asyncio.run(main())
+    direct = engine.generate(reqs)
+    assert [g.texts for g in out] == [g.texts for g in direct]
+    assert [g.prompt_tokens for g in out] == [g.prompt_tokens for g in direct]
+    assert handle.generate.remote(reqs[-1]).result().texts == direct[-1].texts
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_serve_unknown_model_fails_clearly():
+    proc = subprocess.run(
+        [sys.executable, "-c", "from trustray.cli import main; main()", "serve", "--model", "smollm2-135n",
+         "--port", str(_free_port())],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "smollm2-135n" in proc.stderr and "smollm2-135m" in proc.stderr  # did-you-mean
+    assert "Traceback" not in proc.stderr

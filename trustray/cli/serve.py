@@ -1,0 +1,89 @@
+"""`trustray serve`: host one model on an OpenAI-compatible HTTP endpoint (local Ray)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import typer
+
+from trustray.cli.common import console, fail
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            fail(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host")
+
+
+def serve_command(
+    model: str = typer.Option(..., "--model", "-m", help="Embedded model name, checkpoint directory or HF id."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="HTTP port."),
+    batch_size: int = typer.Option(32, min=1, help="Rows per engine forward pass."),
+    compression_checkpoint: Path | None = typer.Option(
+        None, "--compression-checkpoint", help="Serve this compressed checkpoint of MODEL instead of MODEL itself."
+    ),
+    name: str | None = typer.Option(None, help="Model id clients send (default: the model's name)."),
+    backend: str = typer.Option("auto", help="auto, hf or vllm."),
+    num_cpus: float | None = typer.Option(None, min=0, help="CPUs for the model replica (default: all)."),
+    dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32 (HF backend)."),
+) -> None:
+    """Serve MODEL on /v1/completions and /v1/chat/completions until Ctrl-C."""
+    from trustray.engines.hf import EngineOptions
+    from trustray.models import resolve_model
+    from trustray.serve.builder import build_model_app, resolve_backend
+
+    if dtype not in ("auto", "bfloat16", "float16", "float32"):
+        fail(f"unknown --dtype {dtype!r}; choose auto, bfloat16, float16 or float32")
+    resolve_backend(backend)  # an unknown backend fails before anything starts
+    _check_port_free(host, port)
+    if compression_checkpoint is not None:
+        if not compression_checkpoint.is_dir():
+            fail(f"--compression-checkpoint {compression_checkpoint} is not a directory")
+        resolved = resolve_model(compression_checkpoint)
+        model_id = name or f"{model}/{compression_checkpoint.name}"
+    else:
+        resolved = resolve_model(model)
+        model_id = name or resolved.name
+    cpus = num_cpus if num_cpus is not None else float(os.cpu_count() or 1)
+
+    import ray
+    from ray import serve
+
+    with console.status("starting Ray and loading the model..."):
+        ray.init(address="local", num_cpus=max(1, int(cpus + 0.999)), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            app = build_model_app(
+                resolved, engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
+                backend=backend, name=model_id, num_cpus=cpus,  # type: ignore[arg-type]
+            )
+            serve.run(app, name="trustray", route_prefix="/", blocking=False)
+        except BaseException:
+            ray.shutdown()
+            raise
+    url = f"http://{host}:{port}"
+    console.print(f"serving [bold]{model_id}[/] ({resolved.path}) at {url}/v1 (Ctrl-C to stop)")
+    console.print(f"  curl {url}/v1/chat/completions -H 'content-type: application/json' "
+                  f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+                  highlight=False, soft_wrap=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("serve")(serve_command)

@@ -1,0 +1,46 @@
+"""Model serving: one Ray Serve application per model, OpenAI-compatible over HTTP.
+
+``build_model_app`` builds the app (HF engine with dynamic batching on CPU; ``ray.serve.llm``
+/ vLLM on GPU images), ``model_handle`` gives in-cluster callers a uniform
+``generate.remote(request)``. ``ModelServer`` is the Ray-free core. Ray, FastAPI and torch are
+imported only when one of these is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BACKENDS",
+    "DEPLOYMENT_NAME",
+    "DynamicBatcher",
+    "ModelServer",
+    "OpenAIError",
+    "OpenAIHTTPHandle",
+    "ServingOptions",
+    "build_model_app",
+    "model_handle",
+    "resolve_backend",
+]
+
+_HOMES = {
+    "BACKENDS": "builder",
+    "ServingOptions": "builder",
+    "build_model_app": "builder",
+    "model_handle": "builder",
+    "resolve_backend": "builder",
+    "DEPLOYMENT_NAME": "deployment",
+    "DynamicBatcher": "server",
+    "ModelServer": "server",
+    "OpenAIError": "openai_api",
+    "OpenAIHTTPHandle": "handle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'trustray.serve' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"trustray.serve.{home}"), name)

@@ -1,0 +1,126 @@
+"""Build the Serve application for one model, and get a ``generate`` handle to a running one.
+
+``backend="hf"`` builds the CPU/GPU transformers app (:mod:`trustray.serve.deployment`);
+``backend="vllm"`` builds the ``ray.serve.llm`` app through
+:func:`trustray.serve.llm_builder.build_vllm_app`; ``"auto"`` picks vLLM where it is installed
+and a GPU is present, else HF.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustray.models import ResolvedModel, resolve_model
+
+Backend = Literal["auto", "hf", "vllm"]
+BACKENDS: tuple[str, ...] = ("auto", "hf", "vllm")
+
+
+class ServingOptions(BaseModel):
+    """How the HF app runs its replicas and batches requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_replicas: int = Field(1, ge=1)
+    # Samples per engine call; default two engine forward batches.
+    max_batch_rows: int | None = Field(None, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=10)
+    max_ongoing_requests: int = Field(1024, ge=1)
+    # torch threads in the replica; default: Ray's OMP_NUM_THREADS, i.e. the replica's num_cpus.
+    torch_threads: int | None = Field(None, ge=1)
+    default_chat_max_tokens: int = Field(256, ge=1)
+
+
+def vllm_available() -> bool:
+    """True when ``ray.serve.llm``'s engine (vLLM) is importable here."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def gpu_available() -> bool:
+    """GPUs in the connected Ray cluster, else on this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources().get("GPU", 0) > 0
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_backend(backend: str) -> Literal["hf", "vllm"]:
+    """The concrete backend for ``backend`` (``auto`` → vLLM with a GPU and vLLM, else HF)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown serving backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "vllm" if vllm_available() and gpu_available() else "hf"
+    return backend  # type: ignore[return-value]
+
+
+def build_model_app(
+    model: ResolvedModel | str | os.PathLike[str],
+    *,
+    engine_options: Any = None,
+    backend: Backend = "auto",
+    name: str | None = None,
+    num_cpus: float = 1.0,
+    serving: ServingOptions | None = None,
+    vllm_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """The Serve application serving ``model`` under model id ``name`` (default: its name).
+
+    The model is resolved here, so an unknown model fails before anything is deployed; the
+    checkpoint directory must exist on the replica's node. ``engine_options``
+    (:class:`~trustray.engines.hf.EngineOptions`) and ``serving`` apply to the HF app;
+    ``vllm_options`` are passed to :func:`~trustray.serve.llm_builder.build_vllm_app`.
+    """
+    if num_cpus < 0:
+        raise ValueError(f"num_cpus must be >= 0, got {num_cpus}")
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+    model_id = name or resolved.name
+    if resolve_backend(backend) == "vllm":
+        from trustray.serve.llm_builder import build_vllm_app
+
+        return build_vllm_app(resolved.path, name=model_id, **dict(vllm_options or {}))
+    from trustray.serve.deployment import ModelDeployment
+
+    opts = serving or ServingOptions()
+    server_options = {
+        "model_id": model_id,
+        "fingerprint": resolved.fingerprint,
+        "max_batch_rows": opts.max_batch_rows,
+        "batch_wait_timeout_s": opts.batch_wait_timeout_s,
+        "default_chat_max_tokens": opts.default_chat_max_tokens,
+    }
+    deployment = ModelDeployment.options(
+        num_replicas=opts.num_replicas,
+        max_ongoing_requests=opts.max_ongoing_requests,
+        ray_actor_options={"num_cpus": num_cpus},
+    )
+    return deployment.bind(resolved, engine_options, server_options, opts.torch_threads)
+
+
+def model_handle(app_name: str, *, http_url: str = "http://127.0.0.1:8000") -> Any:
+    """A handle with ``generate.remote(GenerationRequest)`` for the running app ``app_name``.
+
+    For the HF app this is the Serve handle of its deployment; for any other app (the vLLM
+    OpenAI app) it is an :class:`~trustray.serve.handle.OpenAIHTTPHandle` on ``http_url``
+    (the Serve HTTP address plus the app's route prefix).
+    """
+    from ray import serve
+
+    from trustray.serve.deployment import DEPLOYMENT_NAME
+
+    apps = serve.status().applications
+    if app_name not in apps:
+        running = ", ".join(sorted(apps)) or "none"
+        raise ValueError(f"no Serve application named {app_name!r} is running (running: {running})")
+    if DEPLOYMENT_NAME in apps[app_name].deployments:
+        return serve.get_app_handle(app_name)
+    from trustray.serve.handle import OpenAIHTTPHandle
+
+    return OpenAIHTTPHandle(http_url)

@@ -1,0 +1,92 @@
+"""The Ray Serve deployment around :class:`~trustray.serve.server.ModelServer`.
+
+Thin on purpose: the replica loads the engine, in-cluster callers use the ``generate`` handle
+method (``await handle.generate.remote(request)``), and the HTTP routes hand raw JSON bodies
+to the server, which validates them and answers OpenAI-style errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from trustray.generation import Generation, GenerationRequest
+from trustray.serve.openai_api import OpenAIError
+from trustray.serve.server import ModelServer
+
+#: The deployment's name inside every HF model application.
+DEPLOYMENT_NAME = "ModelServer"
+#: Evaluator actors keep hundreds of requests in flight against one replica; requests beyond
+#: this wait in the caller's router instead of being rejected.
+DEFAULT_MAX_ONGOING_REQUESTS = 1024
+
+api = FastAPI(title="trustray model server", docs_url=None, redoc_url=None)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise OpenAIError("request body is not valid JSON") from None
+
+
+def _error(e: OpenAIError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+@serve.deployment(
+    name=DEPLOYMENT_NAME,
+    max_ongoing_requests=DEFAULT_MAX_ONGOING_REQUESTS,
+    ray_actor_options={"num_cpus": 1},
+    health_check_period_s=10,
+)
+@serve.ingress(api)
+class ModelDeployment:
+    """One replica: an ``HFEngine`` behind the dynamic batcher."""
+
+    def __init__(self, model: Any, engine_options: Any = None, server_options: dict[str, Any] | None = None,
+                 torch_threads: int | None = None) -> None:
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        self.server = ModelServer.load(model, engine_options, **(server_options or {}))
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """In-cluster entry point: one request, batched with every other caller's."""
+        return await self.server.generate(request)
+
+    def stats(self) -> dict[str, Any]:
+        return self.server.stats()
+
+    def check_health(self) -> None:
+        if not self.server.healthy():
+            raise RuntimeError("the batching loop of this replica has stopped")
+
+    @api.post("/v1/completions")
+    async def completions(self, request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await self.server.completions(await _body(request)))
+        except OpenAIError as e:
+            return _error(e)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await self.server.chat_completions(await _body(request)))
+        except OpenAIError as e:
+            return _error(e)
+
+    @api.get("/v1/models")
+    def models(self) -> JSONResponse:
+        return JSONResponse(self.server.models())
+
+    @api.get("/health")
+    def health(self) -> JSONResponse:
+        body = self.server.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
