@@ -176,9 +176,18 @@ def test_batcher_skips_cancelled_callers():
 
 @pytest.fixture(scope="module")
 def engine(embedded_model):
+    import torch
+
     from trustray.engines.hf import EngineOptions, HFEngine
 
-    return HFEngine(embedded_model, EngineOptions(batch_size=8))
+    # One thread, like the Serve replica (Ray sets OMP_NUM_THREADS to its num_cpus=1): on a
+    # busy 2-core box two spinning OpenMP threads per process are several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield HFEngine(embedded_model, EngineOptions(batch_size=8))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _chat_requests(k: int, max_tokens: int = 3) -> list[GenerationRequest]:
@@ -249,7 +258,7 @@ def served(embedded_model):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         app = build_model_app(
             embedded_model, engine_options=EngineOptions(batch_size=8), backend="hf", name="smol",
-            num_cpus=1, serving=ServingOptions(batch_wait_timeout_s=0.05, torch_threads=2),
+            num_cpus=1, serving=ServingOptions(batch_wait_timeout_s=0.05),
         )
         serve.run(app, name=app_name, route_prefix="/", blocking=False)
         yield app_name, f"http://127.0.0.1:{port}"

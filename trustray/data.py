@@ -88,6 +88,14 @@ class DataDir:
             )
         return p
 
+    def verify_present(self) -> None:
+        """Fail fast, naming the directory, when this is not a data bundle at all."""
+        if not (self.root / "MANIFEST.json").is_file():
+            raise DataError(
+                f"no benchmark data at {self.root} (MANIFEST.json missing): set --data-dir or "
+                "$TRUSTRAY_DATA, or run `trustray data fetch --from DIR_OR_URL`"
+            )
+
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 

@@ -1,9 +1,176 @@
-"""`trustray` commands of this area (registered by trustray.cli)."""
+"""`trustray sweep` and `trustray eval`: the distributed pipeline from the command line."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trustray.cli.common import console, err_console, fail
+
+Profile = Annotated[str | None, typer.Option("--profile", help="smoke, quick or paper (overrides the spec).")]
+Perspectives = Annotated[str | None, typer.Option("--perspectives", help="Comma-separated perspectives.")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Benchmark data (default $TRUSTRAY_DATA).")]
+Address = Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or local).")]
+
+
+def _csv_ints(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--seeds takes comma-separated integers, got {text!r}")
+        raise  # unreachable
+
+
+def sweep(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
+    profile: Profile = None,
+    perspectives: Perspectives = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Calibration seeds, e.g. 0,1,2.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the spec's).")] = None,
+    storage_path: Annotated[str | None, typer.Option("--storage-path", help="Where runs go (default: the spec's).")] = None,
+    data_dir: DataDirOpt = None,
+    address: Address = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report at the end.")] = True,
+) -> None:
+    """Run (or resume) a sweep: one Tune trial per compression config × calibration seed."""
+    from trustray.config import load_sweep_spec
+    from trustray.data import DataDir
+    from trustray.sweep import run_sweep
+
+    spec = load_sweep_spec(spec_path).with_overrides(
+        **{"eval.profile": profile, "eval.perspectives": perspectives, "seeds": _csv_ints(seeds), "name": name}
+    )
+    if data_dir or not _has_env_data():
+        DataDir(data_dir).verify_present()
+    trials = spec.trials()
+    console.print(f"sweep [bold]{spec.name}[/]: {len(trials)} trials "
+                  f"({', '.join(t.label() for t in trials)}), profile {spec.eval.profile}", highlight=False)
+    start = time.perf_counter()
+    outcome = run_sweep(spec, storage_path=storage_path, data_dir=data_dir, address=address)
+    _print_metrics(outcome.metrics, spec.eval.perspectives)
+    console.print(f"results: {outcome.run_dir / 'results'}  ({time.perf_counter() - start:.0f} s)", highlight=False)
+    if report and outcome.metrics:
+        _report(outcome.run_dir)
+    if not outcome.ok:
+        for e in outcome.errors:
+            err_console.print(f"[bold red]trial failed:[/] {e}", highlight=False)
+        fail(f"{len(outcome.errors)} of {len(trials)} trials failed; rerun the same command to resume", code=1)
+
+
+def _has_env_data() -> bool:
+    import os
+
+    return bool(os.environ.get("TRUSTRAY_DATA"))
+
+
+def _report(run_dir: Path) -> None:
+    from trustray.report import write_report
+
+    files, _ = write_report(run_dir)
+    console.print(f"report: {files.html}\nsummary: {files.summary_md}", highlight=False)
+
+
+def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
+    if not metrics:
+        return
+    table = Table("config", "label", *perspectives, "ppl", title="scores (0–100, higher is more trustworthy)")
+    for m in sorted(metrics, key=lambda m: m.get("label", "")):
+        cells = [f"{m[f'{p}/score']:.1f}" if f"{p}/score" in m else "-" for p in perspectives]
+        ppl = f"{m['perplexity']:.1f}" if "perplexity" in m else "-"
+        table.add_row(str(m.get("config_id")), str(m.get("label")), *cells, ppl)
+    console.print(table)
+
+
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Embedded name, checkpoint dir or HF id.")] = "smollm2-135m",
+    method: Annotated[str, typer.Option("--method", help="none, gptq, awq, sparsegpt, wanda or magnitude.")] = "none",
+    bits: Annotated[int | None, typer.Option("--bits")] = None,
+    group_size: Annotated[int | None, typer.Option("--group-size")] = None,
+    sparsity: Annotated[float | None, typer.Option("--sparsity")] = None,
+    structure: Annotated[str | None, typer.Option("--structure", help="N:M, e.g. 2:4.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Calibration seed.")] = 0,
+    samples: Annotated[int, typer.Option("--samples", help="Calibration samples.")] = 128,
+    profile: Annotated[str, typer.Option("--profile")] = "quick",
+    perspectives: Perspectives = None,
+    run: Annotated[str, typer.Option("--run", help="Run name (results go to RUNS/NAME).")] = "eval",
+    storage_path: Annotated[str, typer.Option("--storage-path")] = "runs",
+    data_dir: DataDirOpt = None,
+    address: Address = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Evaluate one model config (no Tune) with live progress per perspective."""
+    from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec, TrialSpec
+    from trustray.data import DataDir
+    from trustray.models import resolve_model
+    from trustray.pipeline import Progress as Callbacks, run_config
+    from trustray.sweep import init_ray, start_serve
+
+    comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity, structure=structure)
+    calib = CalibrationSpec(num_samples=samples, seed=seed)
+    eval_fields = {"profile": profile}
+    if perspectives:
+        eval_fields["perspectives"] = perspectives
+    trial = TrialSpec(model=ModelSpec(name=model), compression=comp, calibration=calib,
+                      eval=EvalSpec(**eval_fields), engine=EngineSpec(batch_size=batch_size))
+    DataDir(data_dir).verify_present()
+    resolve_model(model)  # fail fast on an unknown model, before Ray starts
+    init_ray(address)
+    start_serve()
+    run_dir = Path(storage_path).expanduser().resolve() / run
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console) as bar:
+        tasks: dict[str, int] = {}
+        tokens = {"n": 0, "t0": time.perf_counter()}
+
+        def on_plan(p: str, total: int, done: int) -> None:
+            tasks[p] = bar.add_task(p, total=total, completed=done, rate="")
+
+        def on_shard(p: str, items: int, toks: int, _s: float) -> None:
+            tokens["n"] += toks
+            rate = tokens["n"] / max(1e-9, time.perf_counter() - tokens["t0"])
+            bar.update(tasks[p], advance=items, rate=f"{rate:.0f} tok/s")
+
+        result = run_config(trial, run_dir, run, data_dir,
+                            Callbacks(on_plan=on_plan, on_shard=on_shard, on_status=lambda s: bar.console.log(s)))
+    metrics = result.metrics()
+    _print_metrics([metrics], trial.eval.perspectives)
+    console.print(f"config {result.config_id}: {result.shards_run}/{result.shards_total} shards run now; "
+                  f"results in {run_dir / 'results'}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command("sweep")(sweep)
+    app.command("eval")(evaluate)
+
+
+def sweep_script(default_spec: Path) -> None:
+    """Entry point of the ``sweeps/*.py`` scripts: ``trustray sweep`` with their own spec."""
+    import sys
+
+    from trustray.cli.common import run
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.command()
+    def main(
+        spec: Annotated[Path, typer.Option("--spec", help="Sweep spec YAML.")] = default_spec,
+        profile: Profile = None,
+        perspectives: Perspectives = None,
+        seeds: Annotated[str | None, typer.Option("--seeds")] = None,
+        name: Annotated[str | None, typer.Option("--name")] = None,
+        storage_path: Annotated[str | None, typer.Option("--storage-path")] = None,
+        data_dir: DataDirOpt = None,
+        address: Address = None,
+        report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+    ) -> None:
+        sweep(spec, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+
+    sys.argv[0] = default_spec.with_suffix(".py").name
+    run(app)

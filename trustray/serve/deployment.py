@@ -5,8 +5,6 @@ method (``await handle.generate.remote(request)``), and the HTTP routes hand raw
 to the server, which validates them and answers OpenAI-style errors.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any
 

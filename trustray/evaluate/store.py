@@ -1,0 +1,71 @@
+"""The results store: one Parquet file per shard, written atomically, never rewritten.
+
+Layout: ``<run>/results/config=<id>/perspective=<p>/shard-<k>.parquet`` (hive-partitioned).
+A shard is written to a dot-prefixed temp file in the same directory and renamed into
+place, so readers (which ignore dot-files) never see a partial shard, and a shard that
+exists is done.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from trustray.evaluate.plan import Shard
+from trustray.schema import RESULT_SCHEMA
+
+
+def results_dir(run_dir: Path) -> Path:
+    return run_dir / "results"
+
+
+def shard_path(run_dir: Path, shard: Shard) -> Path:
+    return results_dir(run_dir) / f"config={shard.config_id}" / f"perspective={shard.perspective}" / f"{shard.name}.parquet"
+
+
+def is_committed(run_dir: Path, shard: Shard) -> bool:
+    return shard_path(run_dir, shard).exists()
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> bool:
+    """Write ``table`` to ``path`` via a dot-prefixed temp file; False if ``path`` already exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, table.schema) as writer:
+            writer.write_table(table)
+        if path.exists():  # another attempt of the same shard committed first: keep it
+            tmp.unlink()
+            return False
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def write_shard(run_dir: Path, shard: Shard, rows: Sequence[dict[str, Any]]) -> bool:
+    """Commit a shard's rows (validated against the result schema)."""
+    table = pa.Table.from_pylist(list(rows), schema=RESULT_SCHEMA)
+    return write_table_atomic(table, shard_path(run_dir, shard))
+
+
+def read_config_rows(run_dir: Path, config_id: str, perspectives: Sequence[str] | None = None) -> pa.Table:
+    """Every committed row of one config (optionally only some perspectives)."""
+    base = results_dir(run_dir) / f"config={config_id}"
+    files = sorted(
+        str(p) for p in base.glob("perspective=*/shard-*.parquet")
+        if perspectives is None or p.parent.name.removeprefix("perspective=") in perspectives
+    )
+    if not files:
+        return RESULT_SCHEMA.empty_table()
+    return ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table()

@@ -1,0 +1,257 @@
+"""Evaluate one compression config end to end: compress (cached) → serve → evaluate → score.
+
+Used by a Tune trial (``trustray.sweep``) and directly by ``trustray eval``. Everything is
+keyed by the config id (the compressed checkpoint's content key), never by a trial id, and
+committed shards are skipped, so a re-run does only the missing work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trustray.benchmarks import BENCHMARKS
+from trustray.benchmarks.base import EvalContext, Item
+from trustray.config import TrialSpec
+from trustray.data import DataDir
+from trustray.evaluate.plan import Shard, generations_per_item, plan_shards
+from trustray.evaluate.store import is_committed, read_config_rows, write_table_atomic
+from trustray.schema import SCHEMA_VERSION
+
+
+@dataclass
+class Progress:
+    """Callbacks for progress display; every field is optional."""
+
+    on_plan: Callable[[str, int, int], None] | None = None  # perspective, items total, items already done
+    on_shard: Callable[[str, int, int, float], None] | None = None  # perspective, items, tokens, seconds
+    on_status: Callable[[str], None] | None = None
+
+
+@dataclass
+class ConfigResult:
+    config_id: str
+    label: str
+    scores: dict[str, dict[str, Any]]
+    shards_total: int
+    shards_run: int
+    seconds: float
+    perplexity: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat metrics for ``tune.report``."""
+        out: dict[str, Any] = {"config_id": self.config_id, "label": self.label, "shards_run": self.shards_run}
+        for p, s in self.scores.items():
+            out[f"{p}/score"] = s["score"]
+            out[f"{p}/refusal_rate"] = s["refusal_rate"]
+        if self.perplexity is not None:
+            out["perplexity"] = self.perplexity
+        return out
+
+
+def _status(progress: Progress | None, text: str) -> None:
+    if progress and progress.on_status:
+        progress.on_status(text)
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def provenance(trial: TrialSpec, compressed: Any, run_id: str, config_id: str, data: DataDir,
+               engine_name: str, engine_version: str) -> dict[str, Any]:
+    """The columns every row of this config carries."""
+    c, cal = compressed.compression, compressed.calibration
+    return {
+        "run_id": run_id,
+        "config_id": config_id,
+        "model_name": compressed.base_name,
+        "model_fingerprint": compressed.base_fingerprint,
+        "model_size_bytes": dir_size(compressed.path),
+        "method": c.method,
+        "bits": c.bits,
+        "group_size": c.group_size,
+        "sparsity": c.target_sparsity,
+        "structure": c.structure,
+        "calib_dataset": cal.dataset if cal else None,
+        "calib_samples": cal.num_samples if cal else None,
+        "calib_seed": cal.seed if cal else None,
+        "profile": trial.eval.profile,
+        "render_mode": trial.eval.render,
+        "data_source": data.prompts_source,
+        "engine_name": engine_name,
+        "engine_version": engine_version,
+    }
+
+
+def eval_context(trial: TrialSpec) -> EvalContext:
+    e = trial.eval
+    return EvalContext(profile=e.profile, render=e.render, dt_template=e.dt_template, run_seed=e.run_seed,
+                       max_prompt_tokens=e.max_prompt_tokens)
+
+
+def plan(trial: TrialSpec, config_id: str, data: DataDir, ctx: EvalContext) -> dict[str, tuple[list[Item], list[Shard]]]:
+    """Items and shards per perspective."""
+    out = {}
+    for p in trial.eval.perspectives:
+        bench = BENCHMARKS.get(p)
+        items = bench.items(data, ctx)
+        shards = plan_shards(config_id, p, items, generations_per_item(bench, items, ctx),
+                             trial.resources.shard_generations)
+        out[p] = (items, shards)
+    return out
+
+
+def run_config(
+    trial: TrialSpec,
+    run_dir: Path,
+    run_id: str,
+    data_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ConfigResult:
+    """Evaluate one trial's config; returns per-perspective scores read back from the store."""
+    import ray
+    from ray import serve
+    from ray.util import ActorPool
+
+    from trustray.compress import compress
+    from trustray.engines.hf import EngineOptions
+    from trustray.evaluate.actor import EvaluatorActor
+    from trustray.serve import ServingOptions, build_model_app, model_handle
+
+    start = time.perf_counter()
+    data = DataDir(data_dir)
+    run_dir = Path(run_dir)
+    _status(progress, f"compressing {trial.label()} (cached after the first time)")
+    compressed = compress(trial.model.name, trial.compression, trial.calibration, data_dir=data.root)
+    config_id = compressed.key[:12]
+    label = trial.label()
+    ctx = eval_context(trial)
+    plans = plan(trial, config_id, data, ctx)
+    pending: list[tuple[Shard, list[Item]]] = []
+    for p, (items, shards) in plans.items():
+        todo = [s for s in shards if not is_committed(run_dir, s)]
+        done_items = sum(s.stop - s.start for s in shards if s not in todo)
+        if progress and progress.on_plan:
+            progress.on_plan(p, len(items), done_items)
+        pending += [(s, items[s.start : s.stop]) for s in todo]
+    shards_total = sum(len(s) for _, s in plans.values())
+    _write_config_record(run_dir, config_id, trial, compressed)
+
+    if pending:
+        eng = trial.engine
+        res = trial.resources
+        app = build_model_app(
+            compressed.path,
+            engine_options=EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
+                                         deterministic=eng.deterministic),
+            backend=eng.backend, name=config_id, num_cpus=res.model_cpus,
+            serving=ServingOptions(torch_threads=res.torch_threads),
+        )
+        _status(progress, f"deploying {label} as Serve app {config_id}")
+        serve.run(app, name=config_id, route_prefix=f"/{config_id}")
+        actors: list[Any] = []
+        try:
+            stats = _engine_stats(model_handle(config_id))
+            prov = provenance(trial, compressed, run_id, config_id, data,
+                              stats.get("engine_name", eng.backend), stats.get("engine_version", "unknown"))
+            actors = [
+                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer, str(data.root))
+                for _ in range(min(res.evaluators, len(pending)))
+            ]
+            pool = ActorPool(actors)
+            jobs = pool.map_unordered(
+                lambda a, job: a.run_shard.remote(str(run_dir), job[0], job[1], ctx, prov, config_id,
+                                                  str(compressed.path)),
+                pending,
+            )
+            _status(progress, f"evaluating {label}: {len(pending)} shards")
+            for result in jobs:
+                if progress and progress.on_shard:
+                    progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
+        finally:
+            for a in actors:
+                ray.kill(a)
+            serve.delete(config_id)
+
+    ppl = None
+    if trial.eval.perplexity:
+        _status(progress, f"perplexity of {label}")
+        ppl = _perplexity(run_dir, config_id, compressed.path, data, trial)
+    scores = score_config(run_dir, config_id, trial.eval.perspectives)
+    return ConfigResult(config_id, label, scores, shards_total, len(pending), time.perf_counter() - start, ppl)
+
+
+def _engine_stats(handle: Any) -> dict[str, Any]:
+    """The serving engine's name and version (the HF app reports them; others may not)."""
+    try:
+        return dict(handle.stats.remote().result(timeout_s=120))
+    except AttributeError:
+        return {}
+
+
+def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compressed: Any) -> None:
+    """``configs/<id>.json``: the spec and checkpoint of a config, for humans and reports."""
+    path = run_dir / "configs" / f"{config_id}.json"
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"config_id": config_id, "label": trial.label(), "checkpoint": str(compressed.path),
+            "trial": trial.model_dump(mode="json"), "schema_version": SCHEMA_VERSION}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def perplexity_path(run_dir: Path, config_id: str) -> Path:
+    return run_dir / "utility" / f"config={config_id}" / "perplexity.parquet"
+
+
+def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, trial: TrialSpec) -> float:
+    """WikiText-2 perplexity of the config (computed once, then read back)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = perplexity_path(run_dir, config_id)
+    if not path.exists():
+        import torch
+
+        from trustray.engines.hf import load_causal_lm, pick_dtype
+        from trustray.utility.perplexity import perplexity
+        from transformers import AutoTokenizer
+
+        device = torch.device("cpu")
+        model = load_causal_lm(checkpoint, pick_dtype(trial.engine.dtype, device), device)
+        tok = AutoTokenizer.from_pretrained(checkpoint)
+        r = perplexity(model, tok, data=data, profile=trial.eval.profile)
+        table = pa.table({"config_id": [config_id], "perplexity": [r.perplexity], "tokens": [r.n_tokens],
+                          "windows": [r.n_windows], "profile": [r.profile], "dataset": [r.dataset]})
+        write_table_atomic(table, path)
+    return float(pq.read_table(path)["perplexity"][0].as_py())
+
+
+def score_config(run_dir: Path, config_id: str, perspectives: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """Per-perspective score and refusal rate from the committed rows of one config."""
+    from trustray.report.scores import perspective_score, registered_benchmarks
+
+    table = read_config_rows(run_dir, config_id, list(perspectives))
+    df = table.to_pandas()
+    out: dict[str, dict[str, Any]] = {}
+    benchmarks = registered_benchmarks()
+    for p in perspectives:
+        rows = df[df["perspective"] == p]
+        if rows.empty:
+            continue
+        s = perspective_score(rows, benchmarks)
+        out[p] = {"score": s.score, "refusal_rate": s.refusal_rate, "source": s.source,
+                  "n_items": s.n_items, "n_generations": s.n_generations}
+        if not math.isfinite(s.score):
+            out[p]["note"] = s.note
+    return out

@@ -1,0 +1,148 @@
+"""Ray Tune wiring: one trial per (compression config × calibration seed), resumable.
+
+The driver joins a cluster (``ray.init()`` under ``ray job submit`` or with an address) or
+starts a local one, starts Serve before ``Tuner.fit()`` (a Serve controller cannot be created
+inside a trial's placement group), and fits. A sweep directory that already holds a Tune
+experiment is restored with errored trials restarted; inside a trial, committed shards are
+skipped. Trials are keyed by config id, never by Tune's trial id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trustray.config import SpecError, SweepSpec, TrialSpec
+
+TUNE_DIR = "tune"
+
+
+class SweepError(RuntimeError):
+    """The sweep could not run, or some trials failed."""
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    metrics: list[dict[str, Any]]
+    errors: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def run_dir_for(spec: SweepSpec, storage_path: str | None = None) -> Path:
+    return Path(storage_path or spec.storage_path).expanduser().resolve() / spec.name
+
+
+def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
+    """Record the spec in a new run directory; refuse to resume one made by a different spec."""
+    path = run_dir / "sweep.json"
+    body = spec.model_dump(mode="json")
+    body.pop("storage_path", None)
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != body:
+            raise SpecError(
+                f"{run_dir} holds a sweep with a different spec; give the sweep another name "
+                "(name: in the YAML or --name) or remove the directory"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".sweep.json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join ``address`` (or ``$RAY_ADDRESS`` under a job), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, TimeoutError, RuntimeError) as e:
+        raise SweepError(f"cannot connect to the Ray cluster at {address or 'local'}: {e}") from None
+
+
+def start_serve() -> None:
+    """Start Serve in the driver (handles only on a CPU box; HTTP where the cluster has GPUs)."""
+    import ray
+    from ray import serve
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus:
+        serve.start(http_options={"host": "0.0.0.0", "port": 8000})
+    else:
+        serve.start(proxy_location="Disabled")
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    from trustray.pipeline import run_config
+
+    trial = TrialSpec.model_validate(config["trial"])
+    result = run_config(trial, Path(config["run_dir"]), config["run_id"], config.get("data_dir"))
+    tune.report(result.metrics())
+
+
+def trial_resources(spec: SweepSpec) -> Any:
+    from ray import tune
+
+    r = spec.resources
+    return tune.PlacementGroupFactory([{"CPU": r.trial_cpus}] + [{"CPU": r.evaluator_cpus}] * r.evaluators)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    storage_path: str | None = None,
+    data_dir: str | None = None,
+    address: str | None = None,
+) -> SweepOutcome:
+    """Run (or resume) a sweep; returns per-trial metrics and the errors of failed trials."""
+    from ray import tune
+
+    run_dir = run_dir_for(spec, storage_path)
+    check_or_record_spec(run_dir, spec)
+    init_ray(address)
+    start_serve()
+    import ray
+
+    trials = spec.trials()
+    max_concurrent = spec.resources.max_concurrent_trials or max(1, int(ray.cluster_resources().get("GPU", 0)))
+    trainable = tune.with_resources(_trainable, trial_resources(spec))
+    tune_path = run_dir / TUNE_DIR
+    if tune.Tuner.can_restore(str(tune_path)):
+        tuner = tune.Tuner.restore(str(tune_path), trainable, restart_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                "trial": tune.grid_search([t.model_dump(mode="json") for t in trials]),
+                "run_dir": str(run_dir),
+                "run_id": spec.name,
+                "data_dir": data_dir or os.environ.get("TRUSTRAY_DATA"),
+            },
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(run_dir),
+                failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+                verbose=1,
+            ),
+        )
+    grid = tuner.fit()
+    metrics = [dict(r.metrics) for r in grid if r.metrics]
+    errors = [f"{type(e).__name__}: {e}".splitlines()[0] for e in grid.errors]
+    return SweepOutcome(run_dir, metrics, errors)
