@@ -43,19 +43,6 @@ def main() -> None:
     one = GenerationRequest("one", SamplingParams(max_tokens=1), messages=(Message("user", "Hi"),))
 
     engine = HFEngine(resolved, options)
-    engine.generate(reqs)  # warm-up: first calls build kernels for each shape
-    direct_times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        direct = engine.generate(reqs)
-        direct_times.append(time.perf_counter() - t)
-    single_direct = []
-    for _ in range(10):
-        t = time.perf_counter()
-        engine.generate([one])
-        single_direct.append(time.perf_counter() - t)
-    del engine
-
     ray.init(address="local", num_cpus=max(2, args.threads), include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="rb", dir="/tmp"))
     try:
@@ -65,24 +52,33 @@ def main() -> None:
         serve.run(app, name="bench", blocking=False)
         handle = model_handle("bench")
 
-        async def burst() -> list:
-            return await asyncio.gather(*(handle.generate.remote(r) for r in reqs))
+        async def timed_burst() -> tuple[float, list]:
+            t = time.perf_counter()
+            out = await asyncio.gather(*(handle.generate.remote(r) for r in reqs))
+            return time.perf_counter() - t, out
 
-        async def run() -> tuple[list[float], list[float], list]:
-            await burst()  # warm-up in the replica
-            times, out = [], []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                out = await burst()
-                times.append(time.perf_counter() - t)
-            singles = []
-            for _ in range(10):
-                t = time.perf_counter()
-                await handle.generate.remote(one)
-                singles.append(time.perf_counter() - t)
-            return times, singles, out
+        async def timed_one() -> float:
+            t = time.perf_counter()
+            await handle.generate.remote(one)
+            return time.perf_counter() - t
 
-        handle_times, single_handle, served = asyncio.run(run())
+        def timed_direct(batch: list) -> tuple[float, list]:
+            t = time.perf_counter()
+            out = engine.generate(batch)
+            return time.perf_counter() - t, out
+
+        # Warm-up both (first calls build kernels per shape), then alternate direct and handle
+        # runs so that load from elsewhere on the machine hits both alike.
+        timed_direct(reqs), asyncio.run(timed_burst())
+        direct_times, handle_times, single_direct, single_handle = [], [], [], []
+        for _ in range(args.repeats):
+            dt, direct = timed_direct(reqs)
+            ht, served = asyncio.run(timed_burst())
+            direct_times.append(dt)
+            handle_times.append(ht)
+        for _ in range(10):
+            single_direct.append(timed_direct([one])[0])
+            single_handle.append(asyncio.run(timed_one()))
         stats = handle.stats.remote().result()
     finally:
         serve.shutdown()
@@ -90,14 +86,16 @@ def main() -> None:
 
     same = [g.texts for g in served] == [g.texts for g in direct]
     d, h = statistics.median(direct_times), statistics.median(handle_times)
+    ratios = sorted(b / a for a, b in zip(direct_times, handle_times, strict=True))
     sd, sh = statistics.median(single_direct), statistics.median(single_handle)
     print(f"{args.requests} requests x {args.max_tokens} tokens, batch {args.batch_size}, {args.threads} thread(s)")
     print(f"direct engine.generate: {d:.2f} s ({args.requests / d:.1f} req/s)")
     print(f"via Serve handle:       {h:.2f} s ({args.requests / h:.1f} req/s)  ratio handle/direct = {h / d:.3f}")
+    print(f"per-pair ratios handle/direct: {', '.join(f'{r:.3f}' for r in ratios)}")
     print(f"single request, 1 token: direct {sd * 1000:.0f} ms, handle round trip {sh * 1000:.0f} ms "
           f"(overhead {(sh - sd) * 1000:.0f} ms)")
     print(f"greedy outputs identical: {same}; replica batches: {stats['batches']}, "
-          f"max requests per engine call {stats['max_batch_requests']}")
+          f"max requests per engine call {stats['max_batch_requests']}; sizes {stats['batch_sizes']}")
 
 
 if __name__ == "__main__":

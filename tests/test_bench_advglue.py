@@ -91,8 +91,12 @@ def test_aggregate_hand_computed(smoke_items):
 def test_advglue_plus_plus_preferred_when_present(tmp_path, data_dir):
     (tmp_path / "decodingtrust").mkdir()
     os.symlink(data_dir.path("decodingtrust/prompts.json"), tmp_path / "decodingtrust/prompts.json")
-    record = {"sst2": [{"sentence": "a fine film", "label": 1, "method": "textbugger", "data_construction": "word"},
-                       {"sentence": "dull", "label": 0, "method": "semattack", "data_construction": "word"}]}
+    record = {
+        "sst2": [
+            {"sentence": "a fine film", "label": 1, "method": "textbugger", "data_construction": "word"},
+            {"sentence": "dull", "label": 0, "method": "semattack", "data_construction": "word"},
+        ]
+    }
     for rel in PLUS_PLUS_FILES.values():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(json.dumps(record))
@@ -105,3 +109,9 @@ def test_advglue_plus_plus_preferred_when_present(tmp_path, data_dir):
     s = ADV.aggregate(rows, EvalContext(profile="paper"))
     assert s.score == pytest.approx(50) and s.missing == []
     assert any("AdvGLUE++" in n for n in s.notes)
+
+
+def test_dt_compat_keeps_the_default_llama2_system_prompt(smoke_items):
+    req = ADV.request(smoke_items[0], EvalContext(profile="smoke", render="dt_compat"))
+    assert req.prompt.startswith("<s>[INST] <<SYS>>\n")  # no system message in AdvGLUE
+    assert req.sampling.greedy and req.request_id == smoke_items[0].item_id

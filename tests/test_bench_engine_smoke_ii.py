@@ -28,14 +28,19 @@ def engine():
 @pytest.mark.parametrize("name", PERSPECTIVES)
 def test_smoke_scores_are_finite(engine, data_dir, name):
     bench = BENCHMARKS.get(name)
-    ctx = EvalContext(profile="smoke", count_tokens=engine.count_tokens,
-                      max_prompt_tokens=engine.context_length - 16)
+    ctx = EvalContext(
+        profile="smoke", count_tokens=engine.count_tokens, max_prompt_tokens=engine.context_length - 16
+    )
     items = bench.items(data_dir, ctx)
     assert 0 < len(items) <= 60
     requests = [bench.request(i, ctx) for i in items]
     generations = engine.generate(requests)
     assert [g.request_id for g in generations] == [i.item_id for i in items]
-    rows = [ScoredRow(i, k, t, bench.parse(i, t)) for i, g in zip(items, generations) for k, t in enumerate(g.texts)]
+    rows = [
+        ScoredRow(i, k, t, bench.parse(i, t))
+        for i, g in zip(items, generations)
+        for k, t in enumerate(g.texts)
+    ]
     score = bench.aggregate(rows, ctx)
     assert score.perspective == name
     assert math.isfinite(score.score) and 0 <= score.score <= 100

@@ -20,20 +20,33 @@ def test_format_question():
 def test_prompt_trims_demos_to_budget():
     words = EvalContext(count_tokens=lambda t: len(t.split()), max_prompt_tokens=10_000)
     full = build_prompt("high_school_us_history", [DEMO] * 5, Q, words)
-    assert full.startswith("The following are multiple choice questions (with answers) about high school us history.\n\n")
+    assert full.startswith(
+        "The following are multiple choice questions (with answers) about high school us history.\n\n"
+    )
     assert full.count("Answer: A\n\n") == 5 and full.endswith("\nAnswer:")
     # every demo is 13 words; a budget that fits the header, the question and two demos keeps two
     budget = len(build_prompt("x", [DEMO] * 2, Q, words).split())
-    two = build_prompt("x", [DEMO] * 5, Q, EvalContext(count_tokens=lambda t: len(t.split()), max_prompt_tokens=budget))
+    two = build_prompt(
+        "x", [DEMO] * 5, Q, EvalContext(count_tokens=lambda t: len(t.split()), max_prompt_tokens=budget)
+    )
     assert two.count("Answer: A\n\n") == 2
-    none = build_prompt("x", [DEMO] * 5, Q, EvalContext(count_tokens=lambda t: len(t.split()), max_prompt_tokens=1))
+    none = build_prompt(
+        "x", [DEMO] * 5, Q, EvalContext(count_tokens=lambda t: len(t.split()), max_prompt_tokens=1)
+    )
     assert "Answer: A" not in none and none.endswith(format_question(Q, answer=False))
 
 
 @pytest.mark.parametrize(
     ("text", "label", "refused"),
-    [(" B", "B", False), ("b) because", "B", False), ("\n  C.", "C", False), ("E", None, True),
-     ("", None, True), ("The answer is A", None, True), ("D", "D", False)],
+    [
+        (" B", "B", False),
+        ("b) because", "B", False),
+        ("\n  C.", "C", False),
+        ("E", None, True),
+        ("", None, True),
+        ("The answer is A", None, True),
+        ("D", "D", False),
+    ],
 )
 def test_parse(text, label, refused):
     it = Item(item_id="mmlu/x/f/1", perspective="mmlu", scenario="x", payload={}, gold="B")

@@ -135,3 +135,15 @@ def test_aggregate_names_a_missing_component(smoke_items):
     rows = [ScoredRow(i, 0, i.gold, B.parse(i, i.gold)) for i in smoke_items if i.meta["component"] != "S8"]
     s = B.aggregate(rows, EvalContext(profile="smoke"))
     assert s.missing == ["S8"] and s.score == pytest.approx(100)
+
+
+def test_requests_in_both_render_modes(smoke_items):
+    item = next(i for i in smoke_items if i.scenario == "qa_2023")
+    chat = B.request(item, EvalContext(profile="smoke"))
+    assert chat.prompt is None and [m.role for m in chat.messages] == ["system", "user"]
+    assert chat.sampling.greedy and chat.sampling.max_tokens == 8  # smoke shortens the spec's 20
+    assert B.request(item, EvalContext(profile="quick")).sampling.max_tokens == 20
+    dt = B.request(item, EvalContext(profile="smoke", render="dt_compat"))
+    # llama-2 in the fork: the system message replaces the [INST] <<SYS>> wrapper
+    assert dt.messages is None and dt.prompt.startswith("You are a helpful assistant.Please answer")
+    assert dt.prompt.endswith("[/INST]") and dt.seed == chat.seed

@@ -26,12 +26,21 @@ def tiny_lm():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    cfg = LlamaConfig(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
-@pytest.mark.parametrize(("n", "window", "stride"), [(10, 4, 2), (100, 32, 16), (5, 16, 4), (2, 4, 1), (41, 8, 7)])
+@pytest.mark.parametrize(
+    ("n", "window", "stride"), [(10, 4, 2), (100, 32, 16), (5, 16, 4), (2, 4, 1), (41, 8, 7)]
+)
 def test_every_position_after_the_first_is_scored_once(n, window, stride):
     scored = []
     for begin, end, first in window_spans(n, window, stride, None):

@@ -156,6 +156,22 @@ def test_batcher_groups_concurrent_callers_up_to_max_rows():
     assert max(len(b) for b in log) == 4  # concurrent callers shared engine calls
 
 
+@pytest.mark.parametrize(("fill_rows", "expected"), [(4, [4]), (None, [1, 3])])
+def test_batcher_waits_to_fill_a_padded_pass(fill_rows, expected):
+    log: list[list[str]] = []
+    batcher = DynamicBatcher(_echo_batches(log), max_batch_rows=8, batch_wait_timeout_s=0.01,
+                             fill_rows=fill_rows, fill_wait_s=2.0)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(GenerationRequest("a", prompt="a")))
+        await asyncio.sleep(0.2)  # a straggling burst: well past the 10 ms window
+        rest = [batcher.submit(GenerationRequest(x, prompt=x)) for x in "bcd"]
+        return await asyncio.gather(first, *rest)
+
+    assert [g.texts[0] for g in asyncio.run(main())] == ["A", "B", "C", "D"]
+    assert [len(b) for b in log] == expected
+
+
 def test_batcher_skips_cancelled_callers():
     log: list[list[str]] = []
     batcher = DynamicBatcher(_echo_batches(log), max_batch_rows=8, batch_wait_timeout_s=0.05)
@@ -346,6 +362,46 @@ def test_openai_http_handle_matches_the_engine(served, engine):
     assert [g.texts for g in out] == [g.texts for g in direct]
     assert [g.prompt_tokens for g in out] == [g.prompt_tokens for g in direct]
     assert handle.generate.remote(reqs[-1]).result().texts == direct[-1].texts
+
+
+# -- builder: backend choice and the vLLM guard ----------------------------------------------------
+
+
+def test_backend_choice_and_unknown_inputs(tiny_checkpoint):
+    from trustray.models import ModelError
+    from trustray.serve import build_model_app, resolve_backend
+    from trustray.serve.builder import vllm_available
+
+    assert resolve_backend("hf") == "hf"
+    if not vllm_available():
+        assert resolve_backend("auto") == "hf"
+    with pytest.raises(ValueError, match="unknown serving backend 'tgi'"):
+        resolve_backend("tgi")
+    with pytest.raises(ModelError, match="did you mean"):
+        build_model_app("smollm2-135n", backend="hf")
+    with pytest.raises(ValueError, match="num_cpus"):
+        build_model_app(tiny_checkpoint, backend="hf", num_cpus=-1)
+
+
+def test_vllm_backend_without_vllm_says_what_to_install(tiny_checkpoint):
+    from trustray.serve import build_model_app
+    from trustray.serve.builder import vllm_available
+    from trustray.serve.llm_builder import VLLMUnavailableError
+
+    if vllm_available():
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(VLLMUnavailableError, match=r"ray\[llm\]"):
+        build_model_app(tiny_checkpoint, backend="vllm", name="tiny")
+
+
+def test_vllm_backend_builds_an_openai_app(tiny_checkpoint):
+    pytest.importorskip("vllm")
+    from ray.serve import Application
+
+    from trustray.serve import build_model_app
+
+    app = build_model_app(tiny_checkpoint, backend="vllm", name="tiny", vllm_options={"max_model_len": 128})
+    assert isinstance(app, Application)
 
 
 # -- CLI -----------------------------------------------------------------------------------------

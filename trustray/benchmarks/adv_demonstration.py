@@ -33,14 +33,21 @@ PREFERRED_SEED = "42"
 SPURIOUS_BIASES = ("entail-bias", "non-entail-bias")
 BACKDOOR_TARGET = "positive"
 COMPONENTS = ("cf", "sp", "bd")
-_PER_CELL = {"smoke": {"cf": 2, "sp": 1, "bd": 1}, "quick": {"cf": 6, "sp": 3, "bd": 3},
-             "paper": {"cf": None, "sp": None, "bd": None}}
+_PER_CELL = {
+    "smoke": {"cf": 2, "sp": 1, "bd": 1},
+    "quick": {"cf": 6, "sp": 3, "bd": 3},
+    "paper": {"cf": None, "sp": None, "bd": None},
+}
 
 
 def _seeds(data: DataDir, folder: str, ctx: EvalContext) -> list[str]:
     """Seed files present in ``folder``: all of them on ``paper``, else seed 42 (or the first)."""
     d = data.root / ROOT / folder
-    found = sorted((p.stem for p in d.glob("*.jsonl")), key=lambda s: int(s) if s.isdigit() else s) if d.is_dir() else []
+    found = (
+        sorted((p.stem for p in d.glob("*.jsonl")), key=lambda s: int(s) if s.isdigit() else s)
+        if d.is_dir()
+        else []
+    )
     if ctx.profile == "paper" or not found:
         return found
     return [PREFERRED_SEED] if PREFERRED_SEED in found else found[:1]
@@ -50,12 +57,20 @@ def cells(data: DataDir) -> dict[str, list[tuple[str, str]]]:
     """Component → [(cell name, folder under ROOT, task_dic key)], from the prompts.json grids."""
     grid = data.constant(NAME, "BACKDOOR_GRID")
     return {
-        "cf": [(t, f"counterfactual/{t}_cf", "nli3" if t.startswith("snli") else t)
-               for t in data.constant(NAME, "COUNTERFACTUAL_TASKS")],
-        "sp": [(f"{h}/{b}", f"spurious/{h}/{b}", "nli2")
-               for h in data.constant(NAME, "SPURIOUS_HEURISTICS") for b in SPURIOUS_BIASES],
-        "bd": [(f"{s}_{m}", f"backdoor/experiment1/sst-2_{s}_{m}_asr", "sa")
-               for s in grid["setups"] for m in grid["methods"]],
+        "cf": [
+            (t, f"counterfactual/{t}_cf", "nli3" if t.startswith("snli") else t)
+            for t in data.constant(NAME, "COUNTERFACTUAL_TASKS")
+        ],
+        "sp": [
+            (f"{h}/{b}", f"spurious/{h}/{b}", "nli2")
+            for h in data.constant(NAME, "SPURIOUS_HEURISTICS")
+            for b in SPURIOUS_BIASES
+        ],
+        "bd": [
+            (f"{s}_{m}", f"backdoor/experiment1/sst-2_{s}_{m}_asr", "sa")
+            for s in grid["setups"]
+            for m in grid["methods"]
+        ],
     }
 
 
@@ -78,24 +93,36 @@ class AdvDemonstration:
                     records = list(data.iter_jsonl(rel))
                     for lineno, rec in stratified_subset(records, lambda _: 0, n, f"{SEED}|{folder}|{seed}"):
                         examples = [[x, y] for x, y in rec["examples"]]
-                        messages = _dt.classification_messages(prompts, tasks[task_key], rec["input"], examples)
-                        items.append(Item(
-                            item_id=_dt.item_id(NAME, f"{comp}/{cell}", rel, lineno),
-                            perspective=NAME,
-                            scenario=f"{comp}/{cell}",
-                            payload={"messages": _dt.to_pairs(messages), "max_tokens": MAX_TOKENS},
-                            gold=rec["label"],
-                            meta={"component": comp, "seed": seed, "options": list(rec["option"]),
-                                  "parse": parse_rules, "refusal_phrases": phrases},
-                        ))
+                        messages = _dt.classification_messages(
+                            prompts, tasks[task_key], rec["input"], examples
+                        )
+                        items.append(
+                            Item(
+                                item_id=_dt.item_id(NAME, f"{comp}/{cell}", rel, lineno),
+                                perspective=NAME,
+                                scenario=f"{comp}/{cell}",
+                                payload={"messages": _dt.to_pairs(messages), "max_tokens": MAX_TOKENS},
+                                gold=rec["label"],
+                                meta={
+                                    "component": comp,
+                                    "seed": seed,
+                                    "options": list(rec["option"]),
+                                    "parse": parse_rules,
+                                    "refusal_phrases": phrases,
+                                },
+                            )
+                        )
         return items
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
-        return _dt.chat_request(item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx)
+        return _dt.chat_request(
+            item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx
+        )
 
     def parse(self, item: Item, text: str) -> Parsed:
-        return parse_answer(text, item.gold or "", item.meta["options"], item.meta["parse"],
-                            item.meta["refusal_phrases"])
+        return parse_answer(
+            text, item.gold or "", item.meta["options"], item.meta["parse"], item.meta["refusal_phrases"]
+        )
 
     def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore:
         by_cell_seed: dict[tuple[str, str], list[ScoredRow]] = defaultdict(list)
@@ -124,8 +151,10 @@ class AdvDemonstration:
         seeds = sorted({r.item.meta["seed"] for r in rows}, key=lambda s: int(s) if s.isdigit() else s)
         notes = [f"seeds scored: {', '.join(seeds)}"]
         if missing:
-            notes.append(f"score = mean of the available components ({', '.join(comps)}); "
-                         f"missing: {', '.join(missing)} (data files absent)")
+            notes.append(
+                f"score = mean of the available components ({', '.join(comps)}); "
+                f"missing: {', '.join(missing)} (data files absent)"
+            )
         return PerspectiveScore(
             perspective=NAME,
             score=_dt.mean(list(comps.values())),
@@ -146,7 +175,7 @@ def parse_answer(text: str, gold: str, options: Sequence[str], rules: dict, phra
     """
     pred = text.lower()
     if pred.startswith(rules["strip_prefix"]):
-        pred = pred[len(rules["strip_prefix"]):]
+        pred = pred[len(rules["strip_prefix"]) :]
     for marker in rules["truncate_at"]:
         pred = pred.split(marker)[0]
     pred = pred.strip()

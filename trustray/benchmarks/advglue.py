@@ -74,30 +74,44 @@ class AdvGLUE:
             dataset = data.read_json(rel)
             for task in sorted(dataset, key=list(keys).index):
                 records = list(enumerate(dataset[task]))
-                chosen = stratified_subset(records, lambda ir: ir[1]["label"], _per_label(ctx, len(mapping[task])),
-                                           f"{SEED}|{source}|{task}")
+                chosen = stratified_subset(
+                    records,
+                    lambda ir: ir[1]["label"],
+                    _per_label(ctx, len(mapping[task])),
+                    f"{SEED}|{source}|{task}",
+                )
                 # mnli-mm has no demo turns of its own; it shares mnli's label words, so it uses mnli's.
                 turns = [Message(t["role"], t["content"]) for t in demos.get(task, demos["mnli"])]
                 for idx, rec in chosen:
                     user = Message("user", f"{short[task]}\n{format_input(rec, keys[task], fmt)}")
-                    items.append(Item(
-                        item_id=_dt.item_id(NAME, f"{source}/{task}", f"{rel}#{task}", idx),
-                        perspective=NAME,
-                        scenario=f"{source}/{task}",
-                        payload={"messages": _dt.to_pairs([*turns, user]), "max_tokens": MAX_TOKENS},
-                        gold=str(rec["label"]),
-                        meta={"source": source, "task": task, "answer_mapping": mapping[task],
-                              "quote_regex": parse_rules["remove_matches_of_regex"],
-                              "split_before": parse_rules["split_before"],
-                              "method": rec.get("method")},
-                    ))
+                    items.append(
+                        Item(
+                            item_id=_dt.item_id(NAME, f"{source}/{task}", f"{rel}#{task}", idx),
+                            perspective=NAME,
+                            scenario=f"{source}/{task}",
+                            payload={"messages": _dt.to_pairs([*turns, user]), "max_tokens": MAX_TOKENS},
+                            gold=str(rec["label"]),
+                            meta={
+                                "source": source,
+                                "task": task,
+                                "answer_mapping": mapping[task],
+                                "quote_regex": parse_rules["remove_matches_of_regex"],
+                                "split_before": parse_rules["split_before"],
+                                "method": rec.get("method"),
+                            },
+                        )
+                    )
         return items
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
-        return _dt.chat_request(item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx)
+        return _dt.chat_request(
+            item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx
+        )
 
     def parse(self, item: Item, text: str) -> Parsed:
-        pred = predict_label(text, item.meta["answer_mapping"], item.meta["quote_regex"], item.meta["split_before"])
+        pred = predict_label(
+            text, item.meta["answer_mapping"], item.meta["quote_regex"], item.meta["split_before"]
+        )
         if pred == -1:
             return Parsed(label=None, correct=False, refused=True)
         return Parsed(label=str(pred), correct=str(pred) == item.gold)
@@ -111,7 +125,11 @@ class AdvGLUE:
         acc = {c: 100 * _dt.mean([bool(r.parsed.correct) for r in rs]) for c, rs in sorted(cells.items())}
         refused = {c: 100 * _dt.mean([r.parsed.refused for r in rs]) for c, rs in sorted(cells.items())}
         scored = sorted({r.item.meta["source"] for r in rows})
-        dataset = "AdvGLUE dev (advglue/dev.json)" if scored == [DEV_SOURCE] else "AdvGLUE++ (" + ", ".join(scored) + ")"
+        dataset = (
+            "AdvGLUE dev (advglue/dev.json)"
+            if scored == [DEV_SOURCE]
+            else "AdvGLUE++ (" + ", ".join(scored) + ")"
+        )
         notes = [f"dataset scored: {dataset}"]
         if scored == [DEV_SOURCE]:
             notes.append("AdvGLUE++ files absent: the paper's AdvGLUE++ numbers are not comparable")

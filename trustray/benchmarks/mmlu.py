@@ -48,7 +48,9 @@ def format_question(row: Sequence[str], answer: bool) -> str:
     return text + f" {row[5]}\n\n" if answer else text
 
 
-def build_prompt(subject: str, demos: Sequence[Sequence[str]], question: Sequence[str], ctx: EvalContext) -> str:
+def build_prompt(
+    subject: str, demos: Sequence[Sequence[str]], question: Sequence[str], ctx: EvalContext
+) -> str:
     """The k-shot prompt with the most demos (≤ 5) that fits ``ctx.max_prompt_tokens``."""
     header = HEADER.format(subject=subject.replace("_", " "))
     tail = format_question(question, answer=False)
@@ -93,7 +95,9 @@ class MMLU:
         p = item.payload
         prompt = build_prompt(p["subject"], p["demos"], p["question"], ctx)
         sampling = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
-        return GenerationRequest(request_id=item.item_id, sampling=sampling, seed=item_seed(item, ctx), prompt=prompt)
+        return GenerationRequest(
+            request_id=item.item_id, sampling=sampling, seed=item_seed(item, ctx), prompt=prompt
+        )
 
     def parse(self, item: Item, text: str) -> Parsed:
         pred = text.lstrip()[:1].upper()

@@ -54,41 +54,82 @@ class OOD:
         options = c("KNOWLEDGE_OPTIONS")
         labels = c("STYLE_LABELS")
         n_k0, n_s0, n_k5, n_s8 = _PER_CELL[ctx.profile]
-        know_meta = {"kind": "knowledge", "refusal_keywords": c("REFUSAL_KEYWORDS"),
-                     **c("KNOWLEDGE_ANSWER_PARSE")}
+        know_meta = {
+            "kind": "knowledge",
+            "refusal_keywords": c("REFUSAL_KEYWORDS"),
+            **c("KNOWLEDGE_ANSWER_PARSE"),
+        }
         items: list[Item] = []
 
-        def add(component: str, scenario: str, source: str, idx: int, task: str, text: str,
-                examples: list[list[str]], gold: str, meta: dict) -> None:
+        def add(
+            component: str,
+            scenario: str,
+            source: str,
+            idx: int,
+            task: str,
+            text: str,
+            examples: list[list[str]],
+            gold: str,
+            meta: dict,
+        ) -> None:
             messages = _dt.classification_messages(prompts, task, text, examples)
-            items.append(Item(
-                item_id=_dt.item_id(NAME, scenario, source, idx),
-                perspective=NAME,
-                scenario=scenario,
-                payload={"messages": _dt.to_pairs(messages), "max_tokens": MAX_TOKENS},
-                gold=gold,
-                meta={"component": component, **meta},
-            ))
+            items.append(
+                Item(
+                    item_id=_dt.item_id(NAME, scenario, source, idx),
+                    perspective=NAME,
+                    scenario=scenario,
+                    payload={"messages": _dt.to_pairs(messages), "max_tokens": MAX_TOKENS},
+                    gold=gold,
+                    meta={"component": component, **meta},
+                )
+            )
 
-        def knowledge(component: str, scenario: str, test: str, n: int | None, idk: bool,
-                      examples: list[list[str]]) -> None:
+        def knowledge(
+            component: str, scenario: str, test: str, n: int | None, idk: bool, examples: list[list[str]]
+        ) -> None:
             tpl = c("KNOWLEDGE_PROMPT_TEMPLATE_IDK" if idk else "KNOWLEDGE_PROMPT_TEMPLATE")
             task = c("KNOWLEDGE_TASK_MESSAGE_IDK" if idk else "KNOWLEDGE_TASK_MESSAGE")
             qs = list(enumerate(know["test"][test]))
             for idx, q in stratified_subset(qs, _one_stratum, n, f"{SEED}|{test}"):
-                text = tpl.format(date=q["question_date"], question=q["question_sentence"],
-                                  **{f"choice{i}": ch for i, ch in enumerate(q["choices"])})
+                text = tpl.format(
+                    date=q["question_date"],
+                    question=q["question_sentence"],
+                    **{f"choice{i}": ch for i, ch in enumerate(q["choices"])},
+                )
                 gold = q["answer"][0]
-                add(component, scenario, f"{KNOWLEDGE_FILE}#test/{test}", idx, task, text, examples, gold,
-                    {**know_meta, "options": options["idk" if idk else "standard"],
-                     "gold_choice": q["choices"][int(gold)]})
+                add(
+                    component,
+                    scenario,
+                    f"{KNOWLEDGE_FILE}#test/{test}",
+                    idx,
+                    task,
+                    text,
+                    examples,
+                    gold,
+                    {
+                        **know_meta,
+                        "options": options["idk" if idk else "standard"],
+                        "gold_choice": q["choices"][int(gold)],
+                    },
+                )
 
-        def styled(component: str, scenario: str, variant: str, n: int | None, examples: list[list[str]]) -> None:
+        def styled(
+            component: str, scenario: str, variant: str, n: int | None, examples: list[list[str]]
+        ) -> None:
             sents = list(enumerate(style["dev"][variant]))
             # Same seed and length for every variant, so every variant scores the same SST-2 sentences.
             for idx, s in stratified_subset(sents, _one_stratum, n, f"{SEED}|style"):
-                add(component, scenario, f"{STYLE_FILE}#dev/{variant}", idx, c("STYLE_TASK_MESSAGE"),
-                    s["sentence"], examples, labels[int(s["label"])], {"kind": "style", "options": labels})
+                add(
+                    component,
+                    scenario,
+                    f"{STYLE_FILE}#dev/{variant}",
+                    idx,
+                    c("STYLE_TASK_MESSAGE"),
+                    s["sentence"],
+                    examples,
+                    labels[int(s["label"])],
+                    {"kind": "style", "options": labels},
+                )
 
         for test in ood_task["knowledge"]:
             base, idk = (test[: -len("_idk")], True) if test.endswith("_idk") else (test, False)
@@ -100,25 +141,37 @@ class OOD:
             for demo in demo_sets:
                 for run in range(RUNS):
                     name = f"{demo}_{run}"
-                    examples = [[_knowledge_demo(q, name, demo_tpl), q["answer"][0]]
-                                for q in know["demo"][name][:KNOWLEDGE_SHOTS]]
+                    examples = [
+                        [_knowledge_demo(q, name, demo_tpl), q["answer"][0]]
+                        for q in know["demo"][name][:KNOWLEDGE_SHOTS]
+                    ]
                     knowledge("K5", f"{target}_{name}", target, n_k5, False, examples)
         for target, demo_sets in ood_demo["style"].items():
             for demo in demo_sets:
                 for run in range(RUNS):
                     name = f"{demo}_{run}"
-                    examples = [[d["sentence"], labels[int(d["label"])]]
-                                for d in style["train_demo"][name][:STYLE_SHOTS]]
+                    examples = [
+                        [d["sentence"], labels[int(d["label"])]]
+                        for d in style["train_demo"][name][:STYLE_SHOTS]
+                    ]
                     styled("S8", f"{target}_{name}", target, n_s8, examples)
         return items
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
-        return _dt.chat_request(item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx)
+        return _dt.chat_request(
+            item, _dt.messages_from_payload(item.payload), item.payload["max_tokens"], ctx
+        )
 
     def parse(self, item: Item, text: str) -> Parsed:
         if item.meta["kind"] == "knowledge":
-            return parse_knowledge(text, item.gold or "", item.meta["gold_choice"], item.meta["split_before"],
-                                   item.meta["answer_digits"], item.meta["refusal_keywords"])
+            return parse_knowledge(
+                text,
+                item.gold or "",
+                item.meta["gold_choice"],
+                item.meta["split_before"],
+                item.meta["answer_digits"],
+                item.meta["refusal_keywords"],
+            )
         return parse_style(text, item.gold or "", item.meta["options"])
 
     def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore:
@@ -156,8 +209,14 @@ class OOD:
         )
 
 
-def parse_knowledge(text: str, gold: str, gold_choice: str, split_before: str, digits: Sequence[str],
-                    refusal_keywords: Sequence[str]) -> Parsed:
+def parse_knowledge(
+    text: str,
+    gold: str,
+    gold_choice: str,
+    split_before: str,
+    digits: Sequence[str],
+    refusal_keywords: Sequence[str],
+) -> Parsed:
     """First answer digit before any ``202`` (years); correct also when the gold choice is quoted.
 
     A wrong answer with no digit counts as a refusal when a refusal keyword occurs.
@@ -181,9 +240,12 @@ def parse_style(text: str, gold: str, options: Sequence[str]) -> Parsed:
 
 
 def _knowledge_demo(q: dict, demo_name: str, tpl: dict) -> str:
-    prefix = tpl["date_prefix_only_for_2021_qa"].format(date=q["question_date"]) if "2021_qa" in demo_name else ""
-    return prefix + tpl["body"].format(question=q["question_sentence"],
-                                       **{f"choice{i}": ch for i, ch in enumerate(q["choices"])})
+    prefix = (
+        tpl["date_prefix_only_for_2021_qa"].format(date=q["question_date"]) if "2021_qa" in demo_name else ""
+    )
+    return prefix + tpl["body"].format(
+        question=q["question_sentence"], **{f"choice{i}": ch for i, ch in enumerate(q["choices"])}
+    )
 
 
 def _one_stratum(_: object) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -74,6 +75,10 @@ def serve_command(
     console.print(f"  curl {url}/v1/chat/completions -H 'content-type: application/json' "
                   f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
                   highlight=False, soft_wrap=True)
+    # Ctrl-C and SIGTERM both stop cleanly, also when started in the background (where the
+    # shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(1)

@@ -10,7 +10,8 @@ Conventions bridged here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,9 @@ from trustray.registry import Registry
 
 IGNORE = ["lm_head"]
 LINEAR_TARGETS = ["Linear"]
-# MagnitudePruningModifier targets parameters, not modules: every Linear weight except lm_head.
-MAGNITUDE_PARAMS = ["re:.*layers\\.\\d+\\..*\\.weight$"]
+# MagnitudePruningModifier matches modules by name and takes no ignore list; "Linear" would
+# include lm_head (tied to the embeddings), so name the decoder layers' projections instead.
+MAGNITUDE_PARAMS = ["re:.*layers\\.\\d+\\..*_proj$"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,24 @@ METHODS.add("awq", Method(_awq))
 METHODS.add("sparsegpt", Method(_sparsegpt))
 METHODS.add("wanda", Method(_wanda))
 METHODS.add("magnitude", Method(_magnitude, needs_calibration=False))
+
+
+@contextmanager
+def cpu_workarounds() -> Iterator[None]:
+    """Work around llm-compressor 0.14 pinning memory on machines without an accelerator.
+
+    AWQ pins its cached activations for faster host-to-device copies; without an accelerator
+    ``Tensor.pin_memory`` raises. Pinning changes no values, so it is skipped there.
+    """
+    import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if torch.accelerator.is_available():
+        yield
+        return
+    original = IntermediatesCache.pin_memory
+    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        IntermediatesCache.pin_memory = original  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trustray.compress.calibration import CalibrationSource, build_calibration, resolve_source
-from trustray.compress.recipes import build_recipe, needs_calibration
+from trustray.compress.recipes import build_recipe, cpu_workarounds, needs_calibration
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json
 from trustray.paths import cache_dir
 
@@ -103,10 +103,20 @@ def _resolve(model: Any) -> Any:
     return model if isinstance(model, ResolvedModel) else resolve_model(model)
 
 
+def _compress_threads() -> int:
+    """Threads for compression: ``$TRUSTRAY_COMPRESS_THREADS``, else 1.
+
+    One thread keeps reduction order (and so the checkpoint bytes) fixed, and on a shared
+    CPU it is often faster than OpenMP threads spinning against other processes.
+    """
+    return max(1, int(os.environ.get("TRUSTRAY_COMPRESS_THREADS") or 1))
+
+
 def _seed_everything(seed: int) -> None:
     import numpy as np
     import torch
 
+    torch.set_num_threads(_compress_threads())
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -136,7 +146,7 @@ def run_oneshot(base_path: Path, recipe: list[Any], calib_set: Any, output_dir: 
             max_seq_length=seq_len,
             shuffle_calibration_samples=False,
         )
-    with torch.no_grad():
+    with torch.no_grad(), cpu_workarounds():
         oneshot(model=model, tokenizer=tokenizer, recipe=recipe, output_dir=str(output_dir), **kwargs)
 
 

@@ -1,9 +1,11 @@
 """``HFEngine``: a transformers engine that batches many requests itself.
 
-Determinism by construction: every forward pass has the same shape, ``batch_size`` rows ×
-a prompt length rounded up to a multiple of ``bucket``. A request's prompt is left-padded to
-its own bucket and a partial batch is filled with filler rows, so the arithmetic a prompt
-sees never depends on its neighbours. (On CPU, bf16 kernels pick different blockings for
+Determinism by construction: a prompt is left-padded to its length bucket ``L`` (a multiple
+of ``bucket`` tokens up to 256, then steps of 1/8 of the power of two below it), and every
+forward pass over bucket ``L`` has the same shape, ``width(L)`` rows × ``L``, where
+``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``. A partial batch is filled with
+filler rows. Both numbers depend only on the prompt itself, so the arithmetic a prompt sees
+never depends on its neighbours, and long prompts do not pay for ``batch_size`` filler rows. (On CPU, bf16 kernels pick different blockings for
 different shapes: the same prompt alone and in a batch of 4 gives logits that differ by up
 to ~0.6, which flips greedy tokens. Fixed shapes remove that.) Sampling draws every sample
 from its own generator seeded by ``sample_seed(request.seed, i)``.
@@ -41,6 +43,7 @@ class EngineOptions:
     bucket: int = 32
     deterministic: bool = True
     device: str = "auto"
+    max_batch_tokens: int = 8192  # prompt tokens per forward pass (bounds memory and filler cost)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -177,10 +180,10 @@ class HFEngine:
         groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
         for row in rows:
             groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
-        batch = self.options.batch_size
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
         for (length, _), members in sorted(groups.items()):
+            batch = self.width(length)
             for k in range(0, len(members), batch):
                 chunk = members[k : k + batch]
                 new_tokens = self._run_batch(chunk, length)
@@ -206,15 +209,21 @@ class HFEngine:
         ]
 
     def _bucket(self, n: int) -> int:
-        b = self.options.bucket
-        return max(b, math.ceil(n / b) * b)
+        step = self.options.bucket
+        if n > 256:
+            step = max(step, 2 ** (n.bit_length() - 1) // 8)
+        return max(step, math.ceil(n / step) * step)
+
+    def width(self, length: int) -> int:
+        """Rows per forward pass for prompts of bucket ``length`` (fixed per length)."""
+        return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
     @torch.inference_mode()
     def _run_batch(self, rows: list[_Row], length: int) -> int:
         """Generate every row of one same-shape batch to completion; returns tokens generated."""
         from transformers import DynamicCache
 
-        width = self.options.batch_size if self.options.deterministic else len(rows)
+        width = self.width(length) if self.options.deterministic else len(rows)
         ids = torch.full((width, length), self.pad_id, dtype=torch.long)
         mask = torch.zeros((width, length), dtype=torch.long)
         for i in range(width):

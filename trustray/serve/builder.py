@@ -27,9 +27,13 @@ class ServingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     num_replicas: int = Field(1, ge=1)
+    # GPUs per replica; with one, EngineOptions(device="auto") puts the HF engine on it.
+    num_gpus: float = Field(0, ge=0)
     # Samples per engine call; default two engine forward batches.
     max_batch_rows: int | None = Field(None, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=10)
+    # Extra wait for callers that fill a partial (padded) forward pass of the engine.
+    fill_wait_s: float = Field(0.1, ge=0, le=10)
     max_ongoing_requests: int = Field(1024, ge=1)
     # torch threads in the replica; default: Ray's OMP_NUM_THREADS, i.e. the replica's num_cpus.
     torch_threads: int | None = Field(None, ge=1)
@@ -94,12 +98,13 @@ def build_model_app(
         "fingerprint": resolved.fingerprint,
         "max_batch_rows": opts.max_batch_rows,
         "batch_wait_timeout_s": opts.batch_wait_timeout_s,
+        "fill_wait_s": opts.fill_wait_s,
         "default_chat_max_tokens": opts.default_chat_max_tokens,
     }
     deployment = ModelDeployment.options(
         num_replicas=opts.num_replicas,
         max_ongoing_requests=opts.max_ongoing_requests,
-        ray_actor_options={"num_cpus": num_cpus},
+        ray_actor_options={"num_cpus": num_cpus, "num_gpus": opts.num_gpus},
     )
     return deployment.bind(resolved, engine_options, server_options, opts.torch_threads)
 

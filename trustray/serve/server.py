@@ -23,6 +23,7 @@ from trustray.serve import openai_api as oa
 
 DEFAULT_CHAT_MAX_TOKENS = 256
 DEFAULT_BATCH_WAIT_S = 0.01
+DEFAULT_FILL_WAIT_S = 0.1
 
 
 @dataclass
@@ -49,6 +50,11 @@ class DynamicBatcher:
 
     ``run_batch`` is called in a worker thread with the batch's requests and returns, in
     order, a ``Generation`` or the exception that request failed with.
+
+    ``fill_rows`` is the engine's forward-pass width: an engine with fixed-shape batches pays
+    for a partial pass as for a full one, so when the window closes on a partial pass the
+    batcher waits up to ``fill_wait_s`` longer for callers that would fill it (a burst of
+    handle calls reaches the replica spread over tens of milliseconds).
     """
 
     def __init__(
@@ -57,6 +63,8 @@ class DynamicBatcher:
         *,
         max_batch_rows: int,
         batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
+        fill_rows: int | None = None,
+        fill_wait_s: float = DEFAULT_FILL_WAIT_S,
         history: int = 10_000,
     ) -> None:
         if max_batch_rows < 1:
@@ -66,6 +74,8 @@ class DynamicBatcher:
         self.run_batch = run_batch
         self.max_batch_rows = max_batch_rows
         self.batch_wait_timeout_s = batch_wait_timeout_s
+        self.fill_rows = fill_rows
+        self.fill_wait_s = fill_wait_s
         self.records: collections.deque[BatchRecord] = collections.deque(maxlen=history)
         self._pending: collections.deque[_Pending] = collections.deque()
         self._arrived: asyncio.Event | None = None
@@ -101,19 +111,31 @@ class DynamicBatcher:
             while not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
-            deadline = time.monotonic() + self.batch_wait_timeout_s
-            while self._rows_waiting() < self.max_batch_rows:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), left)
-                except TimeoutError:
-                    break
+            opened = time.monotonic()
+            await self._wait_while(lambda: self._rows_waiting() < self.max_batch_rows,
+                                   opened + self.batch_wait_timeout_s)
+            if self.fill_rows:
+                fill = self.fill_rows
+                await self._wait_while(
+                    lambda: self._rows_waiting() < self.max_batch_rows and self._rows_waiting() % fill != 0,
+                    opened + self.batch_wait_timeout_s + self.fill_wait_s,
+                )
             batch = self._take_batch()
             if batch:
                 await self._execute(batch)
+
+    async def _wait_while(self, condition: Callable[[], bool], deadline: float) -> None:
+        """Wait for arrivals while ``condition()`` holds, until ``deadline``."""
+        assert self._arrived is not None
+        while condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return
 
     def _take_batch(self) -> list[_Pending]:
         """Pop waiting requests up to ``max_batch_rows`` samples (always at least one)."""
@@ -181,6 +203,7 @@ class ModelServer:
         fingerprint: str | None = None,
         max_batch_rows: int | None = None,
         batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
+        fill_wait_s: float = DEFAULT_FILL_WAIT_S,
         default_chat_max_tokens: int = DEFAULT_CHAT_MAX_TOKENS,
     ) -> None:
         resolved = getattr(engine, "resolved", None)
@@ -189,15 +212,19 @@ class ModelServer:
         self.fingerprint = fingerprint or (resolved.fingerprint if resolved is not None else None)
         self.created = int(time.time())
         self.default_chat_max_tokens = default_chat_max_tokens
+        options = getattr(engine, "options", None)
+        width = getattr(options, "batch_size", None)
         if max_batch_rows is None:
             # Two forward batches per engine call: enough to group prompts by length bucket
             # without making the first callers of a call wait for a long tail.
-            options = getattr(engine, "options", None)
-            max_batch_rows = 2 * getattr(options, "batch_size", 32)
+            max_batch_rows = 2 * (width or 32)
         self.batcher = DynamicBatcher(
             lambda reqs: run_engine_batch(self.engine, reqs),
             max_batch_rows=max_batch_rows,
             batch_wait_timeout_s=batch_wait_timeout_s,
+            # Only an engine that pads partial passes to full width gains from filling them.
+            fill_rows=width if getattr(options, "deterministic", False) else None,
+            fill_wait_s=fill_wait_s,
         )
 
     @classmethod

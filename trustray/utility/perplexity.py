@@ -46,14 +46,18 @@ class PerplexityResult:
 def _unwrap(model_or_engine: Any, tokenizer: Any | None) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) from a model + tokenizer or from an engine exposing both."""
     if tokenizer is None:
-        model, tokenizer = getattr(model_or_engine, "model", None), getattr(model_or_engine, "tokenizer", None)
+        model, tokenizer = getattr(model_or_engine, "model", None), getattr(
+            model_or_engine, "tokenizer", None
+        )
         if model is None or tokenizer is None:
             raise TypeError("pass a causal LM and its tokenizer, or an engine with .model and .tokenizer")
         return model, tokenizer
     return model_or_engine, tokenizer
 
 
-def window_spans(n_tokens: int, window: int, stride: int, max_windows: int | None) -> list[tuple[int, int, int]]:
+def window_spans(
+    n_tokens: int, window: int, stride: int, max_windows: int | None
+) -> list[tuple[int, int, int]]:
     """(begin, end, first scored position) of every window over ``n_tokens`` tokens.
 
     Position 0 is never scored (nothing precedes it); every later position is scored once.

@@ -1,0 +1,86 @@
+"""Pure pieces of the pipeline: specs, shard plans, the atomic shard store."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from trustray.benchmarks.base import Item
+from trustray.config import SpecError, SweepSpec, load_sweep_spec
+from trustray.evaluate.plan import Shard, plan_shards
+from trustray.evaluate.store import read_config_rows, shard_path, write_table_atomic
+from trustray.schema import RESULT_SCHEMA
+
+
+def items(n: int) -> list[Item]:
+    return [Item(item_id=f"p/s/f/{i}", perspective="p", scenario="s", payload={}) for i in range(n)]
+
+
+def test_shards_cover_every_item_once_and_are_stable():
+    its = items(10)
+    gens = [1, 1, 2, 5, 1, 1, 1, 1, 3, 1]
+    shards = plan_shards("cfg", "p", its, gens, target=4)
+    assert [(s.start, s.stop) for s in shards] == [(0, 3), (3, 4), (4, 8), (8, 10)]
+    assert shards == plan_shards("cfg", "p", its, gens, target=4)
+    assert [s.name for s in shards] == ["shard-00000", "shard-00001", "shard-00002", "shard-00003"]
+    with pytest.raises(ValueError, match="shard target"):
+        plan_shards("cfg", "p", its, gens, target=0)
+
+
+def test_atomic_store_never_rewrites_and_hides_temp_files(tmp_path):
+    shard = Shard("cfg", "fairness", 0, 0, 1)
+    path = shard_path(tmp_path, shard)
+    assert path == tmp_path / "results" / "config=cfg" / "perspective=fairness" / "shard-00000.parquet"
+    table = pa.table({"x": [1, 2]})
+    assert write_table_atomic(table, path)
+    assert not write_table_atomic(pa.table({"x": [3]}), path)  # committed: kept as is
+    assert pa.parquet.read_table(path)["x"].to_pylist() == [1, 2]
+    assert [p.name for p in path.parent.iterdir()] == ["shard-00000.parquet"]
+    # a leftover temp file from a crashed writer is invisible to readers
+    (path.parent / ".shard-00001.parquet.dead.tmp").write_bytes(b"partial")
+    assert read_config_rows(tmp_path, "missing").num_rows == 0
+
+
+def test_sweep_trials_expand_seeds_only_where_calibration_is_read():
+    spec = SweepSpec(
+        compressions=[{"method": "none"}, {"method": "gptq", "bits": 4}, {"method": "magnitude", "sparsity": 0.5}],
+        seeds=[0, 1],
+    )
+    labels = [t.label() for t in spec.trials()]
+    assert labels == ["dense", "gptq-w4-seed0", "gptq-w4-seed1", "magnitude-s0.5"]
+    assert spec.with_overrides(**{"eval.profile": "smoke"}).eval.profile == "smoke"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
+        ("eval: {perspectives: [toxicty]}\n", "did you mean 'toxicity'"),
+        ("compressions: [{method: gptqq, bits: 4}]\n", "compressions.0.method"),
+        ("compressions: [{method: awq, bits: 2}]\n", "compressions.0.bits"),
+        ("compressions: [{method: wanda, structure: '3:2'}]\n", "compressions.0"),
+        ("seeds: []\n", "at least one calibration seed"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("- a list\n", "a sweep spec is a mapping"),
+    ],
+)
+def test_bad_sweep_specs_fail_naming_the_field(tmp_path, text, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as e:
+        load_sweep_spec(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_sweep_spec(tmp_path / "nope.yaml")
+
+
+def test_shipped_sweep_specs_load():
+    for name in ("bits", "prune", "seed_variance"):
+        from pathlib import Path
+
+        spec = load_sweep_spec(Path(__file__).parents[1] / "sweeps" / f"{name}.yaml")
+        assert spec.trials()
+    assert RESULT_SCHEMA.field("config_id").nullable is False
