@@ -65,6 +65,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        _probe(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=True)
@@ -72,6 +74,20 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
     except (ConnectionError, TimeoutError, RuntimeError) as e:
         raise SweepError(f"cannot connect to the Ray cluster at {address or 'local'}: {e}") from None
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, not minutes, when a ``host:port`` cluster address does not answer."""
+    import socket
+
+    target = address.removeprefix("ray://").removeprefix("http://").removeprefix("https://").rstrip("/")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms: leave them to ray.init
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise SweepError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
 def start_serve() -> None:
@@ -114,8 +130,8 @@ def run_sweep(
     from ray import tune
 
     run_dir = run_dir_for(spec, storage_path)
-    check_or_record_spec(run_dir, spec)
     init_ray(address)
+    check_or_record_spec(run_dir, spec)
     start_serve()
     import ray
 

@@ -24,12 +24,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from trustray.registry import UnknownNameError
 
     types: list[type[BaseException]] = [UserError, DataError, UnknownNameError, ValidationError, ValueError, FileNotFoundError]
-    try:
-        from trustray.models import ModelError
+    from trustray.models import ModelError
+    from trustray.sweep import SweepError
 
-        types.append(ModelError)
-    except ImportError:  # pragma: no cover - models always importable in an installed tree
-        pass
+    types += [ModelError, SweepError]
     return tuple(types)
 
 

@@ -248,6 +248,8 @@ class ModelServer:
         sizes = [r.requests for r in records]
         return {
             "model": self.model_id,
+            "engine_name": getattr(self.engine, "name", type(self.engine).__name__),
+            "engine_version": getattr(self.engine, "version", "unknown"),
             "batches": len(records),
             "requests": sum(sizes),
             "rows": sum(r.rows for r in records),
