@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 TRUSTRAY = str(Path(sys.executable).with_name("trustray"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.conftest import SHARED_DATA
+from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 

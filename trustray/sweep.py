@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trustray.config import SpecError, SweepSpec, TrialSpec
+from trustray.config import SpecError, SweepSpec, TrialSpec, load_sweep_spec
+
+__all__ = ["SweepError", "SweepOutcome", "load_sweep_spec", "run_sweep"]
 
 TUNE_DIR = "tune"
 
