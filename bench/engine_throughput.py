@@ -27,6 +27,8 @@ def requests(n: int, new_tokens: int) -> list[GenerationRequest]:
 def plain_generate(engine: HFEngine, reqs: list[GenerationRequest], new_tokens: int) -> tuple[int, float]:
     tok = engine.tokenizer
     tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     texts = [engine.render(r) for r in reqs]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     start = time.perf_counter()

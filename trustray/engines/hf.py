@@ -245,11 +245,14 @@ class HFEngine:
         produced = 0
         next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
         for step in range(steps):
-            logits = out.logits[:, -1, :].float().cpu()
+            logits = out.logits[:, -1, :]
+            greedy = logits.argmax(-1).tolist()  # one vectorised argmax for every greedy row
+            sampled = logits.float().cpu() if any(g is not None for g in generators) else None
             for i, row in enumerate(rows):
                 if row.finish is not None:
                     continue
-                token = self._select(logits[i], row.sampling, generators[i])
+                gen = generators[i]
+                token = greedy[i] if gen is None else self._select(sampled[i], row.sampling, gen)
                 next_ids[i] = token
                 produced += 1
                 self._advance(row, token)
