@@ -269,10 +269,8 @@ class HFEngine:
         return produced
 
     @staticmethod
-    def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator | None) -> int:
-        """Next token for one row: argmax, or a seeded draw after temperature/top-k/top-p."""
-        if gen is None:
-            return int(torch.argmax(logits))
+    def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator) -> int:
+        """Next token of a sampling row: a seeded draw after temperature, top-k and top-p."""
         logits = logits / sp.temperature
         if 0 < sp.top_k < logits.numel():
             vals, idx = torch.topk(logits, sp.top_k)
