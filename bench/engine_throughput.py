@@ -31,11 +31,16 @@ def plain_generate(engine: HFEngine, reqs: list[GenerationRequest], new_tokens: 
         tok.pad_token = tok.eos_token
     texts = [engine.render(r) for r in reqs]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = engine.model.generate(**batch, max_new_tokens=new_tokens, do_sample=False,
-                                    pad_token_id=engine.pad_id)
-    seconds = time.perf_counter() - start
+    engine_attention = engine.model.config._attn_implementation
+    engine.model.set_attn_implementation("sdpa")  # stock transformers, as a user would load it
+    try:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = engine.model.generate(**batch, max_new_tokens=new_tokens, do_sample=False,
+                                        pad_token_id=engine.pad_id)
+        seconds = time.perf_counter() - start
+    finally:
+        engine.model.set_attn_implementation(engine_attention)
     gen = out[:, batch["input_ids"].shape[1]:]
     produced = int(sum(((row != engine.pad_id).cumprod(0)).sum() for row in gen))
     return produced, seconds

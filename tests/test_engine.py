@@ -67,12 +67,14 @@ def test_max_tokens_and_raw_prompts(engine):
 
 
 def test_matches_plain_generate_in_fp32(embedded_model):
-    """The engine's own decode loop gives exactly what transformers' generate gives."""
+    """The engine's own decode loop and kernels give exactly what stock transformers' generate gives."""
     eng = HFEngine(embedded_model, EngineOptions(dtype="float32", batch_size=1))
     req = chat(0, QUESTIONS[3], max_tokens=20)
     ids = torch.tensor([eng.encode(req)])
+    eng.model.set_attn_implementation("sdpa")
     with torch.inference_mode():
         ref = eng.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+    eng.model.set_attn_implementation("sdpa_gqa")
     expected = eng.tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
     assert eng.generate([req])[0].texts[0] == expected
 

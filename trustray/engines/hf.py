@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 
 from trustray.engines.base import ProgressCallback
+from trustray.engines.kernels import preallocated_cache, use_gqa_attention
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
 
@@ -121,6 +122,7 @@ class HFEngine:
         self.dtype = pick_dtype(self.options.dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path, clean_up_tokenization_spaces=False)
         self.model = load_causal_lm(self.resolved.path, self.dtype, self.device)
+        use_gqa_attention(self.model)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -128,7 +130,8 @@ class HFEngine:
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.version = (
             f"transformers-{transformers.__version__}/torch-{torch.__version__}/"
-            f"{str(self.dtype).removeprefix('torch.')}/b{self.options.batch_size}"
+            f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
+            f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
         )
 
@@ -221,18 +224,20 @@ class HFEngine:
     @torch.inference_mode()
     def _run_batch(self, rows: list[_Row], length: int) -> int:
         """Generate every row of one same-shape batch to completion; returns tokens generated."""
-        from transformers import DynamicCache
-
         width = self.width(length) if self.options.deterministic else len(rows)
+        steps = max(row.sampling.max_tokens for row in rows)
         ids = torch.full((width, length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((width, length), dtype=torch.long)
+        # the mask covers the prompt and every position still to come; step s sees a prefix of it
+        full_mask = torch.ones((width, length + steps), dtype=torch.long)
+        full_mask[:, :length] = 0
         for i in range(width):
             src = rows[i].ids if i < len(rows) else rows[0].ids  # filler rows repeat row 0
             ids[i, length - len(src) :] = torch.tensor(src)
-            mask[i, length - len(src) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+            full_mask[i, length - len(src) : length] = 1
+        ids, full_mask = ids.to(self.device), full_mask.to(self.device)
+        mask = full_mask[:, :length]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        cache = self._cache(length + steps)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
             use_cache=True, logits_to_keep=1,
@@ -241,13 +246,12 @@ class HFEngine:
             torch.Generator(device="cpu").manual_seed(row.seed) if not row.sampling.greedy else None
             for row in rows
         ]
-        steps = max(row.sampling.max_tokens for row in rows)
         produced = 0
         next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
         for step in range(steps):
-            logits = out.logits[:, -1, :]
+            logits = out.logits[:, -1, :].float()  # exact for bf16/fp16, and argmax is faster in fp32
             greedy = logits.argmax(-1).tolist()  # one vectorised argmax for every greedy row
-            sampled = logits.float().cpu() if any(g is not None for g in generators) else None
+            sampled = logits.cpu() if any(g is not None for g in generators) else None
             for i, row in enumerate(rows):
                 if row.finish is not None:
                     continue
@@ -258,15 +262,24 @@ class HFEngine:
                 self._advance(row, token)
             if all(row.finish is not None for row in rows):
                 break
-            mask = torch.cat([mask, mask.new_ones((width, 1))], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(
-                input_ids=next_ids[:, None].to(self.device), attention_mask=mask,
+                input_ids=next_ids[:, None].to(self.device), attention_mask=full_mask[:, : length + step + 1],
                 position_ids=positions, past_key_values=cache, use_cache=True,
             )
         for row in rows:
             self._finish(row)
         return produced
+
+    def _cache(self, capacity: int):
+        """A KV cache for one batch: preallocated when every layer is full attention."""
+        from transformers import DynamicCache
+
+        config = self.model.config
+        layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+        if layer_types == {"full_attention"} and getattr(config, "sliding_window", None) is None:
+            return preallocated_cache(config.num_hidden_layers, capacity)
+        return DynamicCache(config=config)
 
     @staticmethod
     def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator) -> int:

@@ -1,0 +1,121 @@
+"""Decode-time kernels for ``HFEngine``: grouped-query SDPA without copies, and a KV cache
+that grows in place.
+
+Stock transformers repeats the key/value heads of a grouped-query model (``repeat_kv``)
+before SDPA whenever an attention mask is present, i.e. always with left padding. That copies
+the whole KV cache in every layer at every decode step. ``torch``'s SDPA takes
+``enable_gqa=True`` with a mask and returns the same numbers (checked in
+``tests/test_engine_kernels.py``) without the copy. ``DynamicCache`` concatenates each new
+token onto the cache (another full copy per layer per step); ``PreallocatedLayer`` writes into
+a buffer sized for the whole generation and hands attention a view of its filled part.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache, DynamicLayer
+
+ATTENTION = "sdpa_gqa"
+_registered = False
+
+
+def sdpa_gqa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers' ``sdpa`` attention, but grouped-query heads go to SDPA unrepeated."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    q_len, kv_len = query.shape[2], key.shape[2]
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = q_len > 1 and attention_mask is None and causal
+    if (
+        kwargs.get("position_bias") is not None
+        or key.shape[1] == query.shape[1]
+        or (causal and kv_len > q_len)  # stock code builds an explicit mask here
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+            is_causal=is_causal, **kwargs,
+        )
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        is_causal=causal, enable_gqa=True,
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_attention() -> str:
+    """Register ``sdpa_gqa`` with transformers (idempotent); returns its name."""
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+        AttentionInterface.register(ATTENTION, sdpa_gqa_attention)
+        AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        _registered = True
+    return ATTENTION
+
+
+def use_gqa_attention(model: torch.nn.Module) -> bool:
+    """Switch a model that runs stock ``sdpa`` to ``sdpa_gqa``; True when switched."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    model.set_attn_implementation(register_attention())
+    return model.config._attn_implementation == ATTENTION
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A ``DynamicLayer`` that writes into a buffer of ``capacity`` positions instead of
+    concatenating; attention sees a view of the filled part."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self._k = _buffer(key_states, self.capacity)
+        self._v = _buffer(value_states, self.capacity)
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self._k.shape[-2]:  # outgrew its capacity: move to a buffer twice as long
+            self.capacity = max(end, 2 * self._k.shape[-2])
+            self._k = _buffer(self._k, self.capacity, keep=self.length)
+            self._v = _buffer(self._v, self.capacity, keep=self.length)
+        self._k[:, :, self.length : end] = key_states
+        self._v[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def _buffer(like: torch.Tensor, capacity: int, keep: int = 0) -> torch.Tensor:
+    """An uninitialised (batch, heads, capacity, dim) buffer holding ``like``'s first ``keep`` positions."""
+    b, h, _, d = like.shape
+    out = like.new_empty((b, h, capacity, d))
+    if keep:
+        out[:, :, :keep] = like[:, :, :keep]
+    return out
+
+
+def preallocated_cache(num_layers: int, capacity: int) -> Cache:
+    """A transformers ``Cache`` whose layers hold ``capacity`` positions without reallocating."""
+    return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
