@@ -79,6 +79,25 @@ def test_matches_plain_generate_in_fp32(embedded_model):
     assert eng.generate([req])[0].texts[0] == expected
 
 
+class PerSamplePrefill(HFEngine):
+    """The fallback path (models whose cache cannot be copied): every sample prefills its prompt."""
+
+    def _cache_kind(self) -> str:
+        return "dynamic"
+
+
+@pytest.mark.parametrize("ns", [(1, 1, 1, 1), (1, 1, 1, 3, 2)])
+def test_prefill_once_per_prompt_matches_prefill_per_sample(embedded_model, engine, ns):
+    """Sharing one prefill among a prompt's samples changes no output, greedy or sampled."""
+    reqs = [
+        chat(i, QUESTIONS[i % 4], n=n, **({"temperature": 0.9, "top_p": 0.95} if n > 1 else {}))
+        for i, n in enumerate(ns)
+    ]
+    fallback = PerSamplePrefill(embedded_model, EngineOptions(batch_size=4))
+    assert engine._shared and not fallback._shared
+    assert [g.texts for g in engine.generate(reqs)] == [g.texts for g in fallback.generate(reqs)]
+
+
 def test_bad_input_is_rejected(engine):
     with pytest.raises(ValueError, match="exceeds the model's context"):
         engine.generate([GenerationRequest(request_id="long", prompt="word " * 9000)])

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 
 from trustray.engines.base import ProgressCallback
-from trustray.engines.kernels import preallocated_cache, use_gqa_attention
+from trustray.engines.kernels import preallocated_cache, select_rows, use_gqa_attention
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
 
@@ -106,6 +106,14 @@ class _Row:
     text: str = ""
 
 
+@dataclass
+class _Prefill:
+    """A prefill batch: fp32 logits at each row's last prompt position, and its KV cache."""
+
+    logits: torch.Tensor
+    cache: object
+
+
 class HFEngine:
     """Generates with a transformers causal LM, batching and bucketing requests itself."""
 
@@ -180,21 +188,32 @@ class HFEngine:
             for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
             for j in range(r.sampling.n)
         ]
-        groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
+        # Requests that share a length bucket and max_tokens are prefilled together, once per
+        # prompt however many samples it asks for; their rows then decode in fixed-width batches.
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, ids in enumerate(encoded):
+            groups[(self._bucket(len(ids)), requests[i].sampling.max_tokens)].append(i)
+        rows_of: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
-            groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
+            rows_of[row.req].append(row)
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
-        for (length, _), members in sorted(groups.items()):
-            batch = self.width(length)
-            for k in range(0, len(members), batch):
-                chunk = members[k : k + batch]
-                new_tokens = self._run_batch(chunk, length)
-                for row in chunk:
-                    remaining[row.req] -= 1
-                    done_requests += remaining[row.req] == 0
-                if progress:
-                    progress(new_tokens, done_requests)
+        for (length, steps), members in sorted(groups.items()):
+            width = self.width(length)
+            for chunk in self._prefill_chunks(members, width):
+                prefill = self._prefill([encoded[i] for i in chunk], length, steps) if self._shared else None
+                pending = [(p, row) for p, i in enumerate(chunk) for row in rows_of[i]]
+                for k in range(0, len(pending), width):
+                    part = pending[k : k + width]
+                    new_tokens = self._run_batch(
+                        [row for _, row in part], length, prefill, [p for p, _ in part],
+                        last=k + width >= len(pending),
+                    )
+                    for _, row in part:
+                        remaining[row.req] -= 1
+                        done_requests += remaining[row.req] == 0
+                    if progress:
+                        progress(new_tokens, done_requests)
         elapsed = time.perf_counter() - start
         by_req: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
@@ -221,27 +240,68 @@ class HFEngine:
         """Rows per forward pass for prompts of bucket ``length`` (fixed per length)."""
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
-    @torch.inference_mode()
-    def _run_batch(self, rows: list[_Row], length: int) -> int:
-        """Generate every row of one same-shape batch to completion; returns tokens generated."""
-        width = self.width(length) if self.options.deterministic else len(rows)
-        steps = max(row.sampling.max_tokens for row in rows)
+    @property
+    def _shared(self) -> bool:
+        """Whether prompts are prefilled once for all their samples (needs a copyable cache)."""
+        return self._cache_kind() == "preallocated"
+
+    def _prefill_chunks(self, members: list[int], width: int) -> list[list[int]]:
+        """Requests prefilled together: ``width`` prompts at a time when shared; otherwise all
+        of them, and each decode batch prefills its own rows."""
+        if self._shared:
+            return [members[k : k + width] for k in range(0, len(members), width)]
+        return [members]
+
+    def _rows_tensor(self, prompts: list[list[int]], length: int, width: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids (width × length) and a mask over the prompt plus ``extra`` positions."""
         ids = torch.full((width, length), self.pad_id, dtype=torch.long)
-        # the mask covers the prompt and every position still to come; step s sees a prefix of it
-        full_mask = torch.ones((width, length + steps), dtype=torch.long)
-        full_mask[:, :length] = 0
+        mask = torch.ones((width, length + extra), dtype=torch.long)
+        mask[:, :length] = 0
         for i in range(width):
-            src = rows[i].ids if i < len(rows) else rows[0].ids  # filler rows repeat row 0
+            src = prompts[i] if i < len(prompts) else prompts[0]  # filler rows repeat row 0
             ids[i, length - len(src) :] = torch.tensor(src)
-            full_mask[i, length - len(src) : length] = 1
-        ids, full_mask = ids.to(self.device), full_mask.to(self.device)
-        mask = full_mask[:, :length]
+            mask[i, length - len(src) : length] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def _prefill(self, prompts: list[list[int]], length: int, steps: int) -> _Prefill:
+        """One fixed-shape forward pass over ``prompts``: last-position logits and the KV cache
+        (with room for ``steps`` more positions)."""
+        width = self.width(length) if self.options.deterministic else len(prompts)
+        ids, mask = self._rows_tensor(prompts, length, width, 0)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = self._cache(length + steps)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
             use_cache=True, logits_to_keep=1,
         )
+        # fp32 is exact for bf16/fp16 logits, and argmax runs faster on it
+        return _Prefill(out.logits[:, -1, :].float(), cache)
+
+    @torch.inference_mode()
+    def _run_batch(
+        self, rows: list[_Row], length: int, prefill: _Prefill | None, sources: list[int], last: bool
+    ) -> int:
+        """Generate every row of one same-shape batch to completion; returns tokens generated.
+
+        With ``prefill``, row ``i`` continues prompt ``sources[i]`` of that prefill (``last``: no
+        later batch reads that prefill, so its cache may be decoded into); without, the rows' own
+        prompts are prefilled here.
+        """
+        width = self.width(length) if self.options.deterministic else len(rows)
+        steps = max(row.sampling.max_tokens for row in rows)
+        _, full_mask = self._rows_tensor([row.ids for row in rows], length, width, steps)
+        if prefill is None:  # the rows' own prefill, filler rows included: decode into it
+            prefill = self._prefill([row.ids for row in rows], length, steps)
+            index = torch.arange(width, device=self.device)
+            cache = prefill.cache
+        else:
+            index = torch.tensor(sources + [sources[0]] * (width - len(sources)), device=self.device)
+            in_place = last and index.tolist() == list(range(prefill.logits.shape[0]))
+            cache = prefill.cache if in_place else select_rows(prefill.cache, index, length + steps)
+        logits = prefill.logits.index_select(0, index)
+        positions = torch.tensor([len(row.ids) for row in rows] + [len(rows[0].ids)] * (width - len(rows)),
+                                 device=self.device)[:, None]
         generators = [
             torch.Generator(device="cpu").manual_seed(row.seed) if not row.sampling.greedy else None
             for row in rows
@@ -249,7 +309,6 @@ class HFEngine:
         produced = 0
         next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
         for step in range(steps):
-            logits = out.logits[:, -1, :].float()  # exact for bf16/fp16, and argmax is faster in fp32
             greedy = logits.argmax(-1).tolist()  # one vectorised argmax for every greedy row
             sampled = logits.cpu() if any(g is not None for g in generators) else None
             for i, row in enumerate(rows):
@@ -262,24 +321,29 @@ class HFEngine:
                 self._advance(row, token)
             if all(row.finish is not None for row in rows):
                 break
-            positions = positions[:, -1:] + 1
             out = self.model(
                 input_ids=next_ids[:, None].to(self.device), attention_mask=full_mask[:, : length + step + 1],
-                position_ids=positions, past_key_values=cache, use_cache=True,
+                position_ids=positions + step, past_key_values=cache, use_cache=True,
             )
+            logits = out.logits[:, -1, :].float()
         for row in rows:
             self._finish(row)
         return produced
+
+    def _cache_kind(self) -> str:
+        config = self.model.config
+        layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+        if layer_types == {"full_attention"} and getattr(config, "sliding_window", None) is None:
+            return "preallocated"
+        return "dynamic"
 
     def _cache(self, capacity: int):
         """A KV cache for one batch: preallocated when every layer is full attention."""
         from transformers import DynamicCache
 
-        config = self.model.config
-        layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
-        if layer_types == {"full_attention"} and getattr(config, "sliding_window", None) is None:
-            return preallocated_cache(config.num_hidden_layers, capacity)
-        return DynamicCache(config=config)
+        if self._cache_kind() == "preallocated":
+            return preallocated_cache(self.model.config.num_hidden_layers, capacity)
+        return DynamicCache(config=self.model.config)
 
     @staticmethod
     def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator) -> int:

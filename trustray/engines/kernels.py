@@ -119,3 +119,11 @@ def _buffer(like: torch.Tensor, capacity: int, keep: int = 0) -> torch.Tensor:
 def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     """A transformers ``Cache`` whose layers hold ``capacity`` positions without reallocating."""
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
+
+
+def select_rows(cache: Cache, rows: torch.Tensor, capacity: int) -> Cache:
+    """A new preallocated cache holding batch rows ``rows`` (repeats allowed) of ``cache``."""
+    out = preallocated_cache(len(cache.layers), capacity)
+    for src, dst in zip(cache.layers, out.layers, strict=True):
+        dst.update(src.keys.index_select(0, rows), src.values.index_select(0, rows))
+    return out
