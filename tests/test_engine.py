@@ -79,23 +79,36 @@ def test_matches_plain_generate_in_fp32(embedded_model):
     assert eng.generate([req])[0].texts[0] == expected
 
 
-class PerSamplePrefill(HFEngine):
-    """The fallback path (models whose cache cannot be copied): every sample prefills its prompt."""
+class PaddedPrefill(HFEngine):
+    """The fallback path (models whose cache rows cannot be stacked): each decode batch prefills
+    its rows together, left-padded to the bucket."""
 
     def _cache_kind(self) -> str:
         return "dynamic"
 
 
 @pytest.mark.parametrize("ns", [(1, 1, 1, 1), (1, 1, 1, 3, 2)])
-def test_prefill_once_per_prompt_matches_prefill_per_sample(embedded_model, engine, ns):
-    """Sharing one prefill among a prompt's samples changes no output, greedy or sampled."""
+def test_per_prompt_prefill_matches_padded_batch_prefill_in_fp32(embedded_model, ns):
+    """Prefilling each prompt alone and stacking the caches (zeroed, masked padding in front)
+    gives what a padded batch prefill gives, greedy or sampled, n > 1 included."""
     reqs = [
         chat(i, QUESTIONS[i % 4], n=n, **({"temperature": 0.9, "top_p": 0.95} if n > 1 else {}))
         for i, n in enumerate(ns)
     ]
-    fallback = PerSamplePrefill(embedded_model, EngineOptions(batch_size=4))
-    assert engine._shared and not fallback._shared
-    assert [g.texts for g in engine.generate(reqs)] == [g.texts for g in fallback.generate(reqs)]
+    options = EngineOptions(dtype="float32", batch_size=4)
+    stacked, padded = HFEngine(embedded_model, options), PaddedPrefill(embedded_model, options)
+    assert stacked._per_prompt_prefill and not padded._per_prompt_prefill
+    assert "prefill-per-prompt" in stacked.version and "prefill-padded" in padded.version
+    assert [g.texts for g in stacked.generate(reqs)] == [g.texts for g in padded.generate(reqs)]
+
+
+def test_a_prompt_is_prefilled_once_for_all_its_samples(engine, monkeypatch):
+    calls = []
+    original = HFEngine._prefill_prompt
+    monkeypatch.setattr(HFEngine, "_prefill_prompt", lambda self, ids: calls.append(len(ids)) or original(self, ids))
+    reqs = [chat(0, QUESTIONS[0], n=6, temperature=0.9), chat(1, QUESTIONS[1])]  # 6 samples span 2 batches of 4
+    gens = engine.generate(reqs)
+    assert len(calls) == 2 and [len(g.texts) for g in gens] == [6, 1]
 
 
 def test_bad_input_is_rejected(engine):

@@ -44,6 +44,10 @@ class ConfigResult:
     seconds: float
     perplexity: float | None = None
     notes: list[str] = field(default_factory=list)
+    # wall time from deploying the model app to the last committed shard (0 when nothing ran)
+    eval_seconds: float = 0.0
+    # the serving replica's counters at the end of evaluation (batches, engine_busy_s, ...)
+    engine_stats: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         """Flat metrics for ``tune.report``."""
@@ -53,6 +57,10 @@ class ConfigResult:
             out[f"{p}/refusal_rate"] = s["refusal_rate"]
         if self.perplexity is not None:
             out["perplexity"] = self.perplexity
+        if self.engine_stats:
+            out["eval_seconds"] = self.eval_seconds
+            out["engine_busy_s"] = self.engine_stats.get("engine_busy_s")
+            out["engine_batches"] = self.engine_stats.get("batches")
         return out
 
 
@@ -145,7 +153,9 @@ def run_config(
     shards_total = sum(len(s) for _, s in plans.values())
     _write_config_record(run_dir, config_id, trial, compressed)
 
+    eval_seconds, engine_stats = 0.0, {}
     if pending:
+        eval_start = time.perf_counter()
         eng = trial.engine
         res = trial.resources
         app = build_model_app(
@@ -176,6 +186,9 @@ def run_config(
             for result in jobs:
                 if progress and progress.on_shard:
                     progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
+            eval_seconds = time.perf_counter() - eval_start
+            engine_stats = _engine_stats(model_handle(config_id))
+            engine_stats.pop("batch_sizes", None)
         finally:
             for a in actors:
                 ray.kill(a)
@@ -186,7 +199,8 @@ def run_config(
         _status(progress, f"perplexity of {label}")
         ppl = _perplexity(run_dir, config_id, compressed.path, data, trial)
     scores = score_config(run_dir, config_id, trial.eval.perspectives)
-    return ConfigResult(config_id, label, scores, shards_total, len(pending), time.perf_counter() - start, ppl)
+    return ConfigResult(config_id, label, scores, shards_total, len(pending), time.perf_counter() - start, ppl,
+                        eval_seconds=eval_seconds, engine_stats=engine_stats)
 
 
 def _engine_stats(handle: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 
 from trustray.engines.base import ProgressCallback
-from trustray.engines.kernels import preallocated_cache, select_rows, use_gqa_attention
+from trustray.engines.kernels import preallocated_cache, stacked_cache, use_gqa_attention
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
 
@@ -141,6 +141,7 @@ class HFEngine:
             f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
+            f"{'/prefill-per-prompt' if self._per_prompt_prefill else '/prefill-padded'}"
         )
 
     def _eos_ids(self) -> set[int]:
@@ -188,32 +189,27 @@ class HFEngine:
             for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
             for j in range(r.sampling.n)
         ]
-        # Requests that share a length bucket and max_tokens are prefilled together, once per
-        # prompt however many samples it asks for; their rows then decode in fixed-width batches.
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, ids in enumerate(encoded):
-            groups[(self._bucket(len(ids)), requests[i].sampling.max_tokens)].append(i)
-        rows_of: dict[int, list[_Row]] = defaultdict(list)
+        # Rows whose prompts share a length bucket and max_tokens decode together in fixed-width
+        # batches; a prompt is prefilled once however many samples it asks for.
+        groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
         for row in rows:
-            rows_of[row.req].append(row)
+            groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
-        for (length, steps), members in sorted(groups.items()):
+        for (length, _), members in sorted(groups.items()):
             width = self.width(length)
-            for chunk in self._prefill_chunks(members, width):
-                prefill = self._prefill([encoded[i] for i in chunk], length, steps) if self._shared else None
-                pending = [(p, row) for p, i in enumerate(chunk) for row in rows_of[i]]
-                for k in range(0, len(pending), width):
-                    part = pending[k : k + width]
-                    new_tokens = self._run_batch(
-                        [row for _, row in part], length, prefill, [p for p, _ in part],
-                        last=k + width >= len(pending),
-                    )
-                    for _, row in part:
-                        remaining[row.req] -= 1
-                        done_requests += remaining[row.req] == 0
-                    if progress:
-                        progress(new_tokens, done_requests)
+            prefills: dict[int, _Prefill] = {}
+            for k in range(0, len(members), width):
+                chunk = members[k : k + width]
+                new_tokens = self._run_batch(chunk, length, prefills)
+                following = members[k + width].req if k + width < len(members) else None
+                for req in [r for r in prefills if r != following]:  # a request's rows are contiguous
+                    del prefills[req]
+                for row in chunk:
+                    remaining[row.req] -= 1
+                    done_requests += remaining[row.req] == 0
+                if progress:
+                    progress(new_tokens, done_requests)
         elapsed = time.perf_counter() - start
         by_req: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
@@ -241,16 +237,11 @@ class HFEngine:
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
     @property
-    def _shared(self) -> bool:
-        """Whether prompts are prefilled once for all their samples (needs a copyable cache)."""
+    def _per_prompt_prefill(self) -> bool:
+        """Whether prompts are prefilled one at a time at their own length (needs a cache whose
+        rows can be stacked: every layer full attention); else each decode batch prefills its
+        rows together, padded to the bucket."""
         return self._cache_kind() == "preallocated"
-
-    def _prefill_chunks(self, members: list[int], width: int) -> list[list[int]]:
-        """Requests prefilled together: ``width`` prompts at a time when shared; otherwise all
-        of them, and each decode batch prefills its own rows."""
-        if self._shared:
-            return [members[k : k + width] for k in range(0, len(members), width)]
-        return [members]
 
     def _rows_tensor(self, prompts: list[list[int]], length: int, width: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids (width × length) and a mask over the prompt plus ``extra`` positions."""
@@ -264,10 +255,18 @@ class HFEngine:
         return ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
-    def _prefill(self, prompts: list[list[int]], length: int, steps: int) -> _Prefill:
-        """One fixed-shape forward pass over ``prompts``: last-position logits and the KV cache
-        (with room for ``steps`` more positions)."""
-        width = self.width(length) if self.options.deterministic else len(prompts)
+    def _prefill_prompt(self, prompt: list[int]) -> _Prefill:
+        """One prompt alone, unpadded: its last-position logits and its KV cache. The shape is
+        the prompt's own, so the numbers depend on nothing but the prompt."""
+        ids = torch.tensor([prompt], device=self.device)
+        cache = preallocated_cache(self.model.config.num_hidden_layers, len(prompt))
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        # fp32 is exact for bf16/fp16 logits, and argmax runs faster on it
+        return _Prefill(out.logits[0, -1, :].float(), cache)
+
+    @torch.inference_mode()
+    def _prefill_padded(self, prompts: list[list[int]], length: int, width: int, steps: int) -> tuple[torch.Tensor, object]:
+        """The fallback: one fixed-shape (width × length) forward pass over left-padded prompts."""
         ids, mask = self._rows_tensor(prompts, length, width, 0)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = self._cache(length + steps)
@@ -275,31 +274,29 @@ class HFEngine:
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
             use_cache=True, logits_to_keep=1,
         )
-        # fp32 is exact for bf16/fp16 logits, and argmax runs faster on it
-        return _Prefill(out.logits[:, -1, :].float(), cache)
+        return out.logits[:, -1, :].float(), cache
 
     @torch.inference_mode()
-    def _run_batch(
-        self, rows: list[_Row], length: int, prefill: _Prefill | None, sources: list[int], last: bool
-    ) -> int:
+    def _run_batch(self, rows: list[_Row], length: int, prefills: dict[int, _Prefill]) -> int:
         """Generate every row of one same-shape batch to completion; returns tokens generated.
 
-        With ``prefill``, row ``i`` continues prompt ``sources[i]`` of that prefill (``last``: no
-        later batch reads that prefill, so its cache may be decoded into); without, the rows' own
-        prompts are prefilled here.
+        ``prefills`` holds per-prompt prefills by request index (filled here as needed, and
+        kept for the request's later rows); the decode cache stacks them, right-aligned at
+        ``length`` with zeroed padding in front.
         """
         width = self.width(length) if self.options.deterministic else len(rows)
         steps = max(row.sampling.max_tokens for row in rows)
         _, full_mask = self._rows_tensor([row.ids for row in rows], length, width, steps)
-        if prefill is None:  # the rows' own prefill, filler rows included: decode into it
-            prefill = self._prefill([row.ids for row in rows], length, steps)
-            index = torch.arange(width, device=self.device)
-            cache = prefill.cache
+        if self._per_prompt_prefill:
+            for row in rows:
+                if row.req not in prefills:
+                    prefills[row.req] = self._prefill_prompt(row.ids)
+            sources = [prefills[row.req] for row in rows]
+            sources += [sources[0]] * (width - len(rows))  # filler rows repeat row 0
+            logits = torch.stack([p.logits for p in sources])
+            cache = stacked_cache([p.cache for p in sources], length, length + steps)
         else:
-            index = torch.tensor(sources + [sources[0]] * (width - len(sources)), device=self.device)
-            in_place = last and index.tolist() == list(range(prefill.logits.shape[0]))
-            cache = prefill.cache if in_place else select_rows(prefill.cache, index, length + steps)
-        logits = prefill.logits.index_select(0, index)
+            logits, cache = self._prefill_padded([row.ids for row in rows], length, width, steps)
         positions = torch.tensor([len(row.ids) for row in rows] + [len(rows[0].ids)] * (width - len(rows)),
                                  device=self.device)[:, None]
         generators = [

@@ -103,6 +103,14 @@ class PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
         return self.keys, self.values
 
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """Take ``keys``/``values`` (batch, heads, capacity, dim) as the buffers, ``length`` filled."""
+        self.dtype, self.device = keys.dtype, keys.device
+        self._k, self._v = keys, values
+        self.capacity, self.length = keys.shape[-2], length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.is_initialized = True
+
     def get_seq_length(self) -> int:
         return self.length
 
@@ -121,9 +129,20 @@ def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
 
-def select_rows(cache: Cache, rows: torch.Tensor, capacity: int) -> Cache:
-    """A new preallocated cache holding batch rows ``rows`` (repeats allowed) of ``cache``."""
-    out = preallocated_cache(len(cache.layers), capacity)
-    for src, dst in zip(cache.layers, out.layers, strict=True):
-        dst.update(src.keys.index_select(0, rows), src.values.index_select(0, rows))
+def stacked_cache(rows: list[Cache], length: int, capacity: int) -> Cache:
+    """A preallocated cache of ``len(rows)`` batch rows, row ``i`` holding single-row cache
+    ``rows[i]`` right-aligned to position ``length``; the positions in front are zeros (they are
+    masked, and zeros keep a masked ``0 * value`` from turning into NaN)."""
+    out = preallocated_cache(len(rows[0].layers), capacity)
+    for layer, dst in enumerate(out.layers):
+        first = rows[0].layers[layer].keys
+        b, h, _, d = first.shape
+        keys = first.new_zeros((len(rows), h, capacity, d))
+        values = keys.clone()
+        for i, cache in enumerate(rows):
+            src = cache.layers[layer]
+            n = src.keys.shape[-2]
+            keys[i, :, length - n : length] = src.keys[0]
+            values[i, :, length - n : length] = src.values[0]
+        dst.adopt(keys, values, length)
     return out

@@ -29,7 +29,7 @@ class ServingOptions(BaseModel):
     num_replicas: int = Field(1, ge=1)
     # GPUs per replica; with one, EngineOptions(device="auto") puts the HF engine on it.
     num_gpus: float = Field(0, ge=0)
-    # Samples per engine call; default two engine forward batches.
+    # Samples per engine call; default eight engine forward batches.
     max_batch_rows: int | None = Field(None, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=10)
     # Extra wait for callers that fill a partial (padded) forward pass of the engine.

@@ -60,7 +60,9 @@ class ModelDeployment:
         return await self.server.generate(request)
 
     def stats(self) -> dict[str, Any]:
-        return self.server.stats()
+        import torch
+
+        return {**self.server.stats(), "torch_threads": torch.get_num_threads()}
 
     def check_health(self) -> None:
         if not self.server.healthy():

@@ -215,9 +215,11 @@ class ModelServer:
         options = getattr(engine, "options", None)
         width = getattr(options, "batch_size", None)
         if max_batch_rows is None:
-            # Two forward batches per engine call: enough to group prompts by length bucket
-            # without making the first callers of a call wait for a long tail.
-            max_batch_rows = 2 * (width or 32)
+            # Eight forward batches per engine call. The engine fills each decode batch from one
+            # length bucket, so small calls leave many batches part-empty: measured on the quick
+            # stereotype+MMLU set, 64-row calls did 1.4x the decode work of one call, 256-row
+            # calls 1.1x (prompts spread over 22 buckets).
+            max_batch_rows = 8 * (width or 32)
         self.batcher = DynamicBatcher(
             lambda reqs: run_engine_batch(self.engine, reqs),
             max_batch_rows=max_batch_rows,
