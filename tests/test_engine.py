@@ -87,28 +87,36 @@ class PaddedPrefill(HFEngine):
         return "dynamic"
 
 
+@pytest.mark.parametrize("solo", [1, 1 << 20])  # every prompt alone / every prompt in padded passes
 @pytest.mark.parametrize("ns", [(1, 1, 1, 1), (1, 1, 1, 3, 2)])
-def test_per_prompt_prefill_matches_padded_batch_prefill_in_fp32(embedded_model, ns):
-    """Prefilling each prompt alone and stacking the caches (zeroed, masked padding in front)
-    gives what a padded batch prefill gives, greedy or sampled, n > 1 included."""
+def test_stacked_prefills_match_padded_batch_prefill_in_fp32(embedded_model, ns, solo):
+    """Prefilling prompts alone or in padded passes and stacking their caches into decode batches
+    (zeroed, masked padding in front) gives what prefilling each decode batch gives, greedy or
+    sampled, n > 1 included."""
     reqs = [
         chat(i, QUESTIONS[i % 4], n=n, **({"temperature": 0.9, "top_p": 0.95} if n > 1 else {}))
         for i, n in enumerate(ns)
     ]
-    options = EngineOptions(dtype="float32", batch_size=4)
-    stacked, padded = HFEngine(embedded_model, options), PaddedPrefill(embedded_model, options)
-    assert stacked._per_prompt_prefill and not padded._per_prompt_prefill
-    assert "prefill-per-prompt" in stacked.version and "prefill-padded" in padded.version
+    stacked = HFEngine(embedded_model, EngineOptions(dtype="float32", batch_size=4, solo_prefill_tokens=solo))
+    padded = PaddedPrefill(embedded_model, EngineOptions(dtype="float32", batch_size=4))
+    assert stacked._stackable and not padded._stackable
+    assert "prefill-solo" in stacked.version and "prefill-padded" in padded.version
     assert [g.texts for g in stacked.generate(reqs)] == [g.texts for g in padded.generate(reqs)]
 
 
-def test_a_prompt_is_prefilled_once_for_all_its_samples(engine, monkeypatch):
-    calls = []
-    original = HFEngine._prefill_prompt
-    monkeypatch.setattr(HFEngine, "_prefill_prompt", lambda self, ids: calls.append(len(ids)) or original(self, ids))
-    reqs = [chat(0, QUESTIONS[0], n=6, temperature=0.9), chat(1, QUESTIONS[1])]  # 6 samples span 2 batches of 4
+@pytest.mark.parametrize("solo", [1, 1 << 20])
+def test_a_prompt_is_prefilled_once_for_all_its_samples(embedded_model, monkeypatch, solo):
+    engine = HFEngine(embedded_model, EngineOptions(batch_size=4, solo_prefill_tokens=solo))
+    prompts: list[int] = []
+    alone, padded = HFEngine._prefill_prompt, HFEngine._prefill_padded
+    monkeypatch.setattr(HFEngine, "_prefill_prompt", lambda self, ids: prompts.append(1) or alone(self, ids))
+    monkeypatch.setattr(HFEngine, "_prefill_padded",
+                        lambda self, p, *a: prompts.extend([1] * len(p)) or padded(self, p, *a))
+    # 6 samples of one prompt span two decode batches of 4, then 5 more prompts
+    reqs = [chat(0, QUESTIONS[0], n=6, temperature=0.9)] + [chat(i, QUESTIONS[i % 4]) for i in range(1, 6)]
     gens = engine.generate(reqs)
-    assert len(calls) == 2 and [len(g.texts) for g in gens] == [6, 1]
+    assert [len(g.texts) for g in gens] == [6, 1, 1, 1, 1, 1]
+    assert len(prompts) == len(reqs)
 
 
 def test_bad_input_is_rejected(engine):

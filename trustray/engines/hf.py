@@ -45,6 +45,10 @@ class EngineOptions:
     deterministic: bool = True
     device: str = "auto"
     max_batch_tokens: int = 8192  # prompt tokens per forward pass (bounds memory and filler cost)
+    # Prompts whose bucket is at least this long are prefilled alone, unpadded (a lone prompt
+    # that long keeps the matmuls busy, and filler rows would cost whole prompts); shorter ones
+    # are prefilled ``width`` prompts at a time in one fixed-shape padded pass.
+    solo_prefill_tokens: int = 256
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,10 +112,18 @@ class _Row:
 
 @dataclass
 class _Prefill:
-    """A prefill batch: fp32 logits at each row's last prompt position, and its KV cache."""
+    """A prefill pass: fp32 logits at each row's last prompt position, and its KV cache."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor  # (rows, vocab)
     cache: object
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a prompt's prefill lives: row ``row`` of ``prefill``."""
+
+    prefill: _Prefill
+    row: int
 
 
 class HFEngine:
@@ -141,7 +153,7 @@ class HFEngine:
             f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
-            f"{'/prefill-per-prompt' if self._per_prompt_prefill else '/prefill-padded'}"
+            f"{f'/prefill-solo{self.options.solo_prefill_tokens}' if self._stackable else '/prefill-padded'}"
         )
 
     def _eos_ids(self) -> set[int]:
@@ -198,13 +210,15 @@ class HFEngine:
         remaining = [r.sampling.n for r in requests]
         for (length, _), members in sorted(groups.items()):
             width = self.width(length)
-            prefills: dict[int, _Prefill] = {}
+            sources: dict[int, _Source] = {}
             for k in range(0, len(members), width):
                 chunk = members[k : k + width]
-                new_tokens = self._run_batch(chunk, length, prefills)
+                if self._stackable:
+                    self._prefill_sources(members[k:], length, width, sources)
+                new_tokens = self._run_batch(chunk, length, sources)
                 following = members[k + width].req if k + width < len(members) else None
-                for req in [r for r in prefills if r != following]:  # a request's rows are contiguous
-                    del prefills[req]
+                for req in {row.req for row in chunk} - {following}:  # a request's rows are contiguous
+                    sources.pop(req, None)
                 for row in chunk:
                     remaining[row.req] -= 1
                     done_requests += remaining[row.req] == 0
@@ -237,11 +251,39 @@ class HFEngine:
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
     @property
-    def _per_prompt_prefill(self) -> bool:
-        """Whether prompts are prefilled one at a time at their own length (needs a cache whose
-        rows can be stacked: every layer full attention); else each decode batch prefills its
-        rows together, padded to the bucket."""
+    def _stackable(self) -> bool:
+        """Whether prefilled KV rows can be stacked into decode batches (every layer full
+        attention); else each decode batch prefills its own rows, padded to the bucket."""
         return self._cache_kind() == "preallocated"
+
+    def _prefill_sources(self, upcoming: list[_Row], length: int, width: int, sources: dict[int, _Source]) -> None:
+        """Prefill the prompts of the next decode batch (``upcoming[:width]``) not yet prefilled.
+
+        A long bucket prefills each prompt alone; a short one prefills the next ``width``
+        distinct prompts together in one fixed-shape pass. Either way a prompt's numbers depend
+        only on the prompt and its bucket, never on its neighbours.
+        """
+        needed = [row.req for row in upcoming[:width] if row.req not in sources]
+        if not needed:
+            return
+        if length >= self.options.solo_prefill_tokens:
+            for req in dict.fromkeys(needed):
+                sources[req] = _Source(self._prefill_prompt(self._ids_of(upcoming, req)), 0)
+            return
+        batch: dict[int, list[int]] = {}
+        for row in upcoming:  # the next ``width`` distinct prompts, starting with the needed ones
+            if row.req not in sources and row.req not in batch:
+                if len(batch) == width:
+                    break
+                batch[row.req] = row.ids
+        rows = width if self.options.deterministic else len(batch)
+        prefill = _Prefill(*self._prefill_padded(list(batch.values()), length, rows, 0))
+        for i, req in enumerate(batch):
+            sources[req] = _Source(prefill, i)
+
+    @staticmethod
+    def _ids_of(rows: list[_Row], req: int) -> list[int]:
+        return next(row.ids for row in rows if row.req == req)
 
     def _rows_tensor(self, prompts: list[list[int]], length: int, width: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids (width × length) and a mask over the prompt plus ``extra`` positions."""
@@ -262,7 +304,7 @@ class HFEngine:
         cache = preallocated_cache(self.model.config.num_hidden_layers, len(prompt))
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         # fp32 is exact for bf16/fp16 logits, and argmax runs faster on it
-        return _Prefill(out.logits[0, -1, :].float(), cache)
+        return _Prefill(out.logits[:, -1, :].float(), cache)
 
     @torch.inference_mode()
     def _prefill_padded(self, prompts: list[list[int]], length: int, width: int, steps: int) -> tuple[torch.Tensor, object]:
@@ -277,24 +319,20 @@ class HFEngine:
         return out.logits[:, -1, :].float(), cache
 
     @torch.inference_mode()
-    def _run_batch(self, rows: list[_Row], length: int, prefills: dict[int, _Prefill]) -> int:
+    def _run_batch(self, rows: list[_Row], length: int, sources: dict[int, _Source]) -> int:
         """Generate every row of one same-shape batch to completion; returns tokens generated.
 
-        ``prefills`` holds per-prompt prefills by request index (filled here as needed, and
-        kept for the request's later rows); the decode cache stacks them, right-aligned at
-        ``length`` with zeroed padding in front.
+        With stackable caches, ``sources`` holds every row's prefill; the decode cache stacks
+        them right-aligned at ``length``. Otherwise the rows are prefilled together here.
         """
         width = self.width(length) if self.options.deterministic else len(rows)
         steps = max(row.sampling.max_tokens for row in rows)
         _, full_mask = self._rows_tensor([row.ids for row in rows], length, width, steps)
-        if self._per_prompt_prefill:
-            for row in rows:
-                if row.req not in prefills:
-                    prefills[row.req] = self._prefill_prompt(row.ids)
-            sources = [prefills[row.req] for row in rows]
-            sources += [sources[0]] * (width - len(rows))  # filler rows repeat row 0
-            logits = torch.stack([p.logits for p in sources])
-            cache = stacked_cache([p.cache for p in sources], length, length + steps)
+        if self._stackable:
+            picked = [sources[row.req] for row in rows]
+            picked += [picked[0]] * (width - len(rows))  # filler rows repeat row 0
+            logits = torch.stack([s.prefill.logits[s.row] for s in picked])
+            cache = stacked_cache([(s.prefill.cache, s.row) for s in picked], length, length + steps)
         else:
             logits, cache = self._prefill_padded([row.ids for row in rows], length, width, steps)
         positions = torch.tensor([len(row.ids) for row in rows] + [len(rows[0].ids)] * (width - len(rows)),

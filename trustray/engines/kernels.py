@@ -129,20 +129,20 @@ def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
 
-def stacked_cache(rows: list[Cache], length: int, capacity: int) -> Cache:
-    """A preallocated cache of ``len(rows)`` batch rows, row ``i`` holding single-row cache
-    ``rows[i]`` right-aligned to position ``length``; the positions in front are zeros (they are
-    masked, and zeros keep a masked ``0 * value`` from turning into NaN)."""
-    out = preallocated_cache(len(rows[0].layers), capacity)
+def stacked_cache(rows: list[tuple[Cache, int]], length: int, capacity: int) -> Cache:
+    """A preallocated cache of ``len(rows)`` batch rows: row ``i`` holds batch row ``r`` of cache
+    ``c`` for ``(c, r) = rows[i]``, right-aligned to position ``length``. Positions in front of a
+    shorter source are zeros (they are masked; zeros keep a masked ``0 * value`` from being NaN)."""
+    out = preallocated_cache(len(rows[0][0].layers), capacity)
     for layer, dst in enumerate(out.layers):
-        first = rows[0].layers[layer].keys
-        b, h, _, d = first.shape
+        first = rows[0][0].layers[layer].keys
+        _, h, _, d = first.shape
         keys = first.new_zeros((len(rows), h, capacity, d))
         values = keys.clone()
-        for i, cache in enumerate(rows):
+        for i, (cache, r) in enumerate(rows):
             src = cache.layers[layer]
             n = src.keys.shape[-2]
-            keys[i, :, length - n : length] = src.keys[0]
-            values[i, :, length - n : length] = src.values[0]
+            keys[i, :, length - n : length] = src.keys[r]
+            values[i, :, length - n : length] = src.values[r]
         dst.adopt(keys, values, length)
     return out
