@@ -1,14 +1,22 @@
 """``HFEngine``: a transformers engine that batches many requests itself.
 
-Determinism by construction: a prompt is left-padded to its length bucket ``L`` (a multiple
-of ``bucket`` tokens up to 256, then steps of 1/8 of the power of two below it), and every
-forward pass over bucket ``L`` has the same shape, ``width(L)`` rows × ``L``, where
-``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``. A partial batch is filled with
-filler rows. Both numbers depend only on the prompt itself, so the arithmetic a prompt sees
-never depends on its neighbours, and long prompts do not pay for ``batch_size`` filler rows. (On CPU, bf16 kernels pick different blockings for
-different shapes: the same prompt alone and in a batch of 4 gives logits that differ by up
-to ~0.6, which flips greedy tokens. Fixed shapes remove that.) Sampling draws every sample
-from its own generator seeded by ``sample_seed(request.seed, i)``.
+Determinism by construction: a prompt's numbers depend only on the prompt, never on its
+neighbours. (On CPU, bf16 kernels pick different blockings for different shapes: the same
+prompt alone and in a batch of 4 gives logits that differ by up to ~0.6, which flips greedy
+tokens.) A prompt falls into a length bucket ``L`` (a multiple of ``bucket`` tokens up to 256,
+then steps of 1/8 of the power of two below it), and
+
+- prefill: a prompt of a bucket of at least ``solo_prefill_tokens`` runs alone at its own
+  length (long enough to keep the matmuls busy, and no filler rows); shorter prompts run
+  ``width(L)`` distinct prompts at a time in one left-padded ``width(L)`` × ``L`` pass, filler
+  rows included. A prompt is prefilled once however many samples it asks for;
+- decode: the prefilled rows of a bucket are stacked (right-aligned at ``L``, masked zeros in
+  front) into batches of exactly ``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``
+  rows, so every decode step of a bucket has the same shape.
+
+Every shape depends only on the prompt itself. Sampling draws every sample from its own
+generator seeded by ``sample_seed(request.seed, i)``. Models whose cache rows cannot be
+stacked (sliding-window or hybrid layers) prefill each decode batch together instead.
 
 ``deterministic=False`` drops the filler rows (faster for small, ragged workloads), at the
 price of greedy outputs that may depend on batch composition in bf16.
