@@ -127,3 +127,5 @@ def test_bad_input_is_rejected(engine):
     for bad in ({"temperature": -1}, {"top_p": 0}, {"max_tokens": 0}, {"n": 0}, {"n": 2}):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
+    with pytest.raises(ValueError, match="solo_prefill_tokens must be >= 1"):
+        EngineOptions(solo_prefill_tokens=0)

@@ -63,6 +63,8 @@ class EngineOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.bucket < 1:
             raise ValueError(f"bucket must be >= 1, got {self.bucket}")
+        if self.solo_prefill_tokens < 1:
+            raise ValueError(f"solo_prefill_tokens must be >= 1, got {self.solo_prefill_tokens}")
 
 
 def cpu_has_bf16() -> bool:
@@ -151,6 +153,8 @@ class HFEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path, clean_up_tokenization_spaces=False)
         self.model = load_causal_lm(self.resolved.path, self.dtype, self.device)
         use_gqa_attention(self.model)
+        # prefilled KV rows can be stacked into decode batches only when every layer is full attention
+        self._stackable = self._cache_kind() == "preallocated"
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -258,12 +262,6 @@ class HFEngine:
         """Rows per forward pass for prompts of bucket ``length`` (fixed per length)."""
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
-    @property
-    def _stackable(self) -> bool:
-        """Whether prefilled KV rows can be stacked into decode batches (every layer full
-        attention); else each decode batch prefills its own rows, padded to the bucket."""
-        return self._cache_kind() == "preallocated"
-
     def _prefill_sources(self, upcoming: list[_Row], length: int, width: int, sources: dict[int, _Source]) -> None:
         """Prefill the prompts of the next decode batch (``upcoming[:width]``) not yet prefilled.
 
@@ -271,12 +269,12 @@ class HFEngine:
         distinct prompts together in one fixed-shape pass. Either way a prompt's numbers depend
         only on the prompt and its bucket, never on its neighbours.
         """
-        needed = [row.req for row in upcoming[:width] if row.req not in sources]
-        if not needed:
+        if all(row.req in sources for row in upcoming[:width]):
             return
         if length >= self.options.solo_prefill_tokens:
-            for req in dict.fromkeys(needed):
-                sources[req] = _Source(self._prefill_prompt(self._ids_of(upcoming, req)), 0)
+            for row in upcoming[:width]:
+                if row.req not in sources:
+                    sources[row.req] = _Source(self._prefill_prompt(row.ids), 0)
             return
         batch: dict[int, list[int]] = {}
         for row in upcoming:  # the next ``width`` distinct prompts, starting with the needed ones
@@ -288,10 +286,6 @@ class HFEngine:
         prefill = _Prefill(*self._prefill_padded(list(batch.values()), length, rows, 0))
         for i, req in enumerate(batch):
             sources[req] = _Source(prefill, i)
-
-    @staticmethod
-    def _ids_of(rows: list[_Row], req: int) -> list[int]:
-        return next(row.ids for row in rows if row.req == req)
 
     def _rows_tensor(self, prompts: list[list[int]], length: int, width: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids (width × length) and a mask over the prompt plus ``extra`` positions."""
@@ -384,7 +378,7 @@ class HFEngine:
         """A KV cache for one batch: preallocated when every layer is full attention."""
         from transformers import DynamicCache
 
-        if self._cache_kind() == "preallocated":
+        if self._stackable:
             return preallocated_cache(self.model.config.num_hidden_layers, capacity)
         return DynamicCache(config=self.model.config)
 
