@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 # Benchmark data: $(TRUSTRAY_DATA) if set, else the shared bundle beside the checkout if present.
 export TRUSTRAY_DATA ?= $(if $(wildcard ../shared/data/MANIFEST.json),$(abspath ../shared/data),)
 PROFILE ?= quick
+# The laptop bits sweep (dense + GPTQ 8/4/3 on two 1-thread replicas); SPEC=sweeps/bits.yaml adds AWQ.
+SPEC    ?= sweeps/bits_laptop.yaml
 
 .PHONY: env test test-fast sweep bench clean
 
@@ -28,7 +30,7 @@ test-fast: env
 	$(BIN)/python -m pytest -m "not slow"
 
 sweep: env
-	$(BIN)/python sweeps/bits_sweep.py --profile $(PROFILE)
+	$(BIN)/python sweeps/bits_sweep.py --spec $(SPEC) --profile $(PROFILE)
 
 bench: env
 	$(BIN)/python bench/engine_throughput.py

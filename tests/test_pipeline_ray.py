@@ -81,9 +81,10 @@ def test_smoke_sweep_commits_every_shard_once_and_reports_scores(sweep_run):
     for m in outcome.metrics:
         for p in ("stereotype", "mmlu"):
             assert 0 <= m[f"{p}/score"] <= 100 and 0 <= m[f"{p}/refusal_rate"] <= 100
-        # the replica's counters: the engine ran, and never longer than the evaluation around it
-        assert m["engine_batches"] >= 1
-        assert 0 < m["engine_busy_s"] <= m["eval_seconds"]
+        # both replicas' counters: each engine ran, and never longer than the evaluation around it
+        assert m["engine_replicas"] == 2 and m["engine_batches"] >= 2
+        assert 0 < m["engine_busy_max_s"] <= m["eval_seconds"]
+        assert m["engine_busy_max_s"] < m["engine_busy_s"] <= 2 * m["engine_busy_max_s"]
     # a finished sweep re-run does no new work and changes nothing
     from trustray.sweep import run_sweep
 

@@ -84,3 +84,16 @@ def test_shipped_sweep_specs_load():
         spec = load_sweep_spec(Path(__file__).parents[1] / "sweeps" / f"{name}.yaml")
         assert spec.trials()
     assert RESULT_SCHEMA.field("config_id").nullable is False
+
+
+def test_shipped_sweep_specs_load_and_the_laptop_one_fits_two_cpus():
+    from pathlib import Path
+
+    specs = {p.name: load_sweep_spec(p) for p in sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))}
+    assert {"bits.yaml", "bits_laptop.yaml", "prune.yaml", "seed_variance.yaml"} <= set(specs)
+    assert all(s.trials() for s in specs.values())
+    laptop = specs["bits_laptop.yaml"]
+    r = laptop.resources
+    # one trial at a time on a CPU box: the trial, its evaluators and every replica at once
+    assert r.trial_cpus + r.evaluators * r.evaluator_cpus + r.model_replicas * r.model_cpus <= 2
+    assert [t.label() for t in laptop.trials()] == ["dense", "gptq-w8-seed0", "gptq-w4-seed0", "gptq-w3-seed0"]

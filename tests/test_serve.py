@@ -416,3 +416,19 @@ def test_cli_serve_unknown_model_fails_clearly():
     assert proc.returncode == 2
     assert "smollm2-135n" in proc.stderr and "smollm2-135m" in proc.stderr  # did-you-mean
     assert "Traceback" not in proc.stderr
+
+
+def test_merge_stats_sums_counters_and_keeps_the_busiest_replica():
+    from trustray.serve.server import merge_stats
+
+    a = {"model": "m", "engine_version": "v", "batches": 3, "requests": 30, "rows": 60, "max_batch_requests": 12,
+         "mean_batch_requests": 10.0, "engine_busy_s": 4.0, "batch_sizes": [10, 10, 10], "replica": "a",
+         "torch_threads": 1}
+    b = {**a, "batches": 1, "requests": 6, "rows": 6, "max_batch_requests": 6, "engine_busy_s": 1.5,
+         "batch_sizes": [6], "replica": "b"}
+    m = merge_stats([a, b])
+    assert (m["batches"], m["requests"], m["rows"], m["max_batch_requests"]) == (4, 36, 66, 12)
+    assert m["engine_busy_s"] == 5.5 and m["engine_busy_max_s"] == 4.0 and m["replicas"] == 2
+    assert m["mean_batch_requests"] == 9.0 and m["engine_version"] == "v" and m["torch_threads"] == 1
+    assert "batch_sizes" not in m and "replica" not in m
+    assert merge_stats([]) == {}

@@ -91,6 +91,9 @@ class ResourceSpec(_Spec):
     evaluator_cpus: float = Field(0.1, ge=0)
     trial_cpus: float = Field(0.1, ge=0)
     model_cpus: float = Field(1.0, ge=0)
+    # Serve replicas of the model app per trial; on a CPU box, 1-thread replicas (one per core)
+    # scale better than one replica with many torch threads.
+    model_replicas: int = Field(1, ge=1)
     model_gpus: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)

@@ -46,7 +46,7 @@ class ConfigResult:
     notes: list[str] = field(default_factory=list)
     # wall time from deploying the model app to the last committed shard (0 when nothing ran)
     eval_seconds: float = 0.0
-    # the serving replica's counters at the end of evaluation (batches, engine_busy_s, ...)
+    # the serving replicas' counters at the end of evaluation, summed (batches, engine_busy_s, ...)
     engine_stats: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
@@ -60,7 +60,9 @@ class ConfigResult:
         if self.engine_stats:
             out["eval_seconds"] = self.eval_seconds
             out["engine_busy_s"] = self.engine_stats.get("engine_busy_s")
+            out["engine_busy_max_s"] = self.engine_stats.get("engine_busy_max_s")
             out["engine_batches"] = self.engine_stats.get("batches")
+            out["engine_replicas"] = self.engine_stats.get("replicas")
         return out
 
 
@@ -163,13 +165,13 @@ def run_config(
             engine_options=EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
                                          deterministic=eng.deterministic),
             backend=eng.backend, name=config_id, num_cpus=res.model_cpus,
-            serving=ServingOptions(torch_threads=res.torch_threads),
+            serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas),
         )
         _status(progress, f"deploying {label} as Serve app {config_id}")
         serve.run(app, name=config_id, route_prefix=f"/{config_id}")
         actors: list[Any] = []
         try:
-            stats = _engine_stats(model_handle(config_id))
+            stats = _engine_stats(model_handle(config_id), 1)
             prov = provenance(trial, compressed, run_id, config_id, data,
                               stats.get("engine_name", eng.backend), stats.get("engine_version", "unknown"))
             actors = [
@@ -187,8 +189,7 @@ def run_config(
                 if progress and progress.on_shard:
                     progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
             eval_seconds = time.perf_counter() - eval_start
-            engine_stats = _engine_stats(model_handle(config_id))
-            engine_stats.pop("batch_sizes", None)
+            engine_stats = _engine_stats(model_handle(config_id), res.model_replicas)
         finally:
             for a in actors:
                 ray.kill(a)
@@ -203,10 +204,14 @@ def run_config(
                         eval_seconds=eval_seconds, engine_stats=engine_stats)
 
 
-def _engine_stats(handle: Any) -> dict[str, Any]:
-    """The serving engine's name and version (the HF app reports them; others may not)."""
+def _engine_stats(handle: Any, replicas: int) -> dict[str, Any]:
+    """The serving engine's name, version and counters summed over ``replicas`` replicas
+    (the HF app reports them; others may not)."""
+    from trustray.serve.builder import replica_stats
+    from trustray.serve.server import merge_stats
+
     try:
-        return dict(handle.stats.remote().result(timeout_s=120))
+        return merge_stats(replica_stats(handle, replicas))
     except AttributeError:
         return {}
 

@@ -129,3 +129,20 @@ def model_handle(app_name: str, *, http_url: str = "http://127.0.0.1:8000") -> A
     from trustray.serve.handle import OpenAIHTTPHandle
 
     return OpenAIHTTPHandle(http_url)
+
+
+def replica_stats(handle: Any, replicas: int, *, calls_per_replica: int = 16,
+                  timeout_s: float = 120) -> list[dict[str, Any]]:
+    """``stats()`` of each replica of an HF app, by replica id.
+
+    Serve routes each call to a replica of its choosing (at random among idle ones), so this
+    calls until ``replicas`` distinct replicas have answered, at most ``calls_per_replica``
+    times per replica; a replica that never answered is missing from the list.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(max(1, replicas) * calls_per_replica):
+        s = dict(handle.stats.remote().result(timeout_s=timeout_s))
+        seen.setdefault(str(s.get("replica", "")), s)
+        if len(seen) >= replicas:
+            break
+    return list(seen.values())

@@ -60,9 +60,11 @@ class ModelDeployment:
         return await self.server.generate(request)
 
     def stats(self) -> dict[str, Any]:
+        """This replica's batching counters, thread count and replica id."""
         import torch
 
-        return {**self.server.stats(), "torch_threads": torch.get_num_threads()}
+        replica = serve.get_replica_context().replica_id.unique_id
+        return {**self.server.stats(), "torch_threads": torch.get_num_threads(), "replica": replica}
 
     def check_health(self) -> None:
         if not self.server.healthy():

@@ -192,6 +192,25 @@ def run_engine_batch(engine: Engine, requests: list[GenerationRequest]) -> list[
         return [errors[i] if i in errors else next(generated) for i in range(len(requests))]
 
 
+_SUMMED = ("batches", "requests", "rows", "engine_busy_s")
+
+
+def merge_stats(per_replica: list[dict[str, Any]]) -> dict[str, Any]:
+    """One app's counters from each replica's :meth:`ModelServer.stats`: counts and busy time
+    summed, ``engine_busy_max_s`` the busiest replica's time (what bounds the wall time of
+    work spread over replicas), ``replicas`` how many reported; per-call sizes are left out."""
+    if not per_replica:
+        return {}
+    out = {k: v for k, v in per_replica[0].items() if k not in (*_SUMMED, "batch_sizes", "replica")}
+    for k in _SUMMED:
+        out[k] = sum(r.get(k, 0) for r in per_replica)
+    out["max_batch_requests"] = max(r.get("max_batch_requests", 0) for r in per_replica)
+    out["mean_batch_requests"] = out["requests"] / out["batches"] if out["batches"] else 0.0
+    out["engine_busy_max_s"] = max(r.get("engine_busy_s", 0.0) for r in per_replica)
+    out["replicas"] = len(per_replica)
+    return out
+
+
 class ModelServer:
     """Serves one model: batched ``generate`` for in-cluster callers, OpenAI routes for HTTP."""
 
