@@ -38,6 +38,16 @@ def test_bad_specs_fail_before_anything_runs(tmp_path, yaml, needle):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+def test_sweep_whose_trial_cannot_fit_the_local_ray_fails_before_writing(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: big\nresources: {model_replicas: 64}\n")
+    out = run([TRUSTRAY, "sweep", str(spec), "--storage-path", str(tmp_path / "runs")], tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "64 model replicas" in out.stderr and "lower resources.model_replicas" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "runs" / "big").exists()
+
+
 def test_sweep_script_with_unknown_perspective_and_missing_spec(tmp_path):
     script = str(REPO / "sweeps" / "bits_sweep.py")
     out = run([sys.executable, script, "--perspectives", "mmlu,nope"], tmp_path)

@@ -121,6 +121,22 @@ def trial_resources(spec: SweepSpec) -> Any:
     return tune.PlacementGroupFactory([{"CPU": r.trial_cpus}] + [{"CPU": r.evaluator_cpus}] * r.evaluators)
 
 
+def check_trial_fits(spec: SweepSpec) -> None:
+    """On a fixed-size (local) Ray, fail now if one trial's CPUs cannot all be placed at once;
+    Serve would otherwise wait forever for the replica that does not fit."""
+    import ray
+
+    r = spec.resources
+    need = r.trial_cpus + r.evaluators * r.evaluator_cpus + r.model_replicas * r.model_cpus
+    have = ray.cluster_resources().get("CPU", 0)
+    if need > have + 1e-9:
+        raise SweepError(
+            f"one trial needs {need:g} CPUs (trial {r.trial_cpus:g} + {r.evaluators} evaluators × "
+            f"{r.evaluator_cpus:g} + {r.model_replicas} model replicas × {r.model_cpus:g}) but this Ray has "
+            f"{have:g}; lower resources.model_replicas or resources.model_cpus in the spec"
+        )
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -132,7 +148,10 @@ def run_sweep(
     from ray import tune
 
     run_dir = run_dir_for(spec, storage_path)
+    local = not (address or os.environ.get("RAY_ADDRESS"))
     init_ray(address)
+    if local:
+        check_trial_fits(spec)
     check_or_record_spec(run_dir, spec)
     start_serve()
     import ray
