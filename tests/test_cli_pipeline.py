@@ -72,3 +72,16 @@ def test_unreachable_cluster_address_fails_clearly(tmp_path):
                "--address", "127.0.0.1:9"], tmp_path, RAY_AUTH_MODE="disabled")
     assert out.returncode == 2, out.stderr[-2000:]
     assert "cannot connect to the Ray cluster at 127.0.0.1:9" in out.stderr
+
+
+def test_score_table_is_printed_whole_when_output_is_not_a_terminal(capsys):
+    from trustray.cli.pipeline import _print_metrics
+
+    perspectives = ("toxicity", "adv_demonstration", "machine_ethics", "fairness", "privacy", "stereotype",
+                    "advglue", "ood", "mmlu")
+    metrics = [{"config_id": "8f2a9f325076", "label": "gptq-w4-seed0", "perplexity": 22.31,
+                **{f"{p}/score": 50.0 + i for i, p in enumerate(perspectives)}}]
+    _print_metrics(metrics, perspectives)
+    out = capsys.readouterr().out
+    assert "8f2a9f325076" in out and "gptq-w4-seed0" in out and "adv_demonstration" in out
+    assert "58.0" in out and "22.3" in out and "…" not in out

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -85,7 +86,8 @@ def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
         cells = [f"{m[f'{p}/score']:.1f}" if f"{p}/score" in m else "-" for p in perspectives]
         ppl = f"{m['perplexity']:.1f}" if "perplexity" in m else "-"
         table.add_row(str(m.get("config_id")), str(m.get("label")), *cells, ppl)
-    console.print(table)
+    # Logs (make sweep > file, ray job logs) get the whole table instead of 80 columns of "…".
+    (console if console.is_terminal else Console(width=200, file=console.file)).print(table)
 
 
 def evaluate(
