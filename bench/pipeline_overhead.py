@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from trustray.engines.hf import EngineOptions, HFEngine
-    from trustray.sweep import init_ray, start_serve
+    from trustray.sweep import check_trial_fits, init_ray, start_serve
 
     trial = TrialSpec(model=ModelSpec(name=args.model),
                       eval=EvalSpec(profile=args.profile, perspectives=args.perspectives, perplexity=False),
@@ -48,6 +48,7 @@ def main() -> None:
                       resources=ResourceSpec(torch_threads=args.torch_threads, model_replicas=args.replicas,
                                              model_cpus=1.0 if args.replicas == 1 else 0.8))
     init_ray()
+    check_trial_fits(trial.resources)
     start_serve()
     items_total = {"n": 0}
 

@@ -100,6 +100,10 @@ class ResourceSpec(_Spec):
     shard_generations: int = Field(128, ge=1)
     max_failures: int = Field(2, ge=0)
 
+    def cpus_per_trial(self) -> float:
+        """CPUs one trial holds while it evaluates: itself, its evaluators and every replica."""
+        return self.trial_cpus + self.evaluators * self.evaluator_cpus + self.model_replicas * self.model_cpus
+
 
 class TrialSpec(_Spec):
     """One point of a sweep: a compression config with one calibration seed."""

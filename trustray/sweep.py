@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trustray.config import SpecError, SweepSpec, TrialSpec, load_sweep_spec
+from trustray.config import ResourceSpec, SpecError, SweepSpec, TrialSpec, load_sweep_spec
 
 __all__ = ["SweepError", "SweepOutcome", "load_sweep_spec", "run_sweep"]
 
@@ -121,13 +121,12 @@ def trial_resources(spec: SweepSpec) -> Any:
     return tune.PlacementGroupFactory([{"CPU": r.trial_cpus}] + [{"CPU": r.evaluator_cpus}] * r.evaluators)
 
 
-def check_trial_fits(spec: SweepSpec) -> None:
+def check_trial_fits(r: ResourceSpec) -> None:
     """On a fixed-size (local) Ray, fail now if one trial's CPUs cannot all be placed at once;
     Serve would otherwise wait forever for the replica that does not fit."""
     import ray
 
-    r = spec.resources
-    need = r.trial_cpus + r.evaluators * r.evaluator_cpus + r.model_replicas * r.model_cpus
+    need = r.cpus_per_trial()
     have = ray.cluster_resources().get("CPU", 0)
     if need > have + 1e-9:
         raise SweepError(
@@ -151,7 +150,7 @@ def run_sweep(
     local = not (address or os.environ.get("RAY_ADDRESS"))
     init_ray(address)
     if local:
-        check_trial_fits(spec)
+        check_trial_fits(spec.resources)
     check_or_record_spec(run_dir, spec)
     start_serve()
     import ray
