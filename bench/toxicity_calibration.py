@@ -1,0 +1,173 @@
+"""How far the offline toxicity scorers are from Perspective, on text the calibration never saw.
+
+Human text (the bundle's RealToxicityPrompts prompts and continuations): k-fold, split by
+record so a prompt and its continuation land in the same fold; each fold's calibration is fitted
+on the other folds. GPT text (the GPT-3.5/GPT-4 "challenging" prompts): held out entirely, scored
+with the calibration fitted on all the human text (what ships). Per split: mean absolute error
+to Perspective, Spearman, Cohen's κ at 0.5, and the toxicity-probability bias (share of texts at
+or above 0.5 minus Perspective's share). κ is undefined on the GPT split when every text sits on
+one side of 0.5 (Perspective puts every GPT text at or above it), so there the TP bias is
+the disagreement.
+
+Every combination of normalisation steps and fit method is evaluated, so a cheap win is kept
+only where it improves the held-out figures; ``--in-sample`` adds the figures of a map fitted
+and scored on all the human text (what a monotone map of ``local`` can reach at best).
+
+    .venv/bin/python bench/toxicity_calibration.py --folds 5 --json bench-toxcal.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class Metrics:
+    n: int
+    mae: float
+    spearman: float
+    kappa: float  # nan where undefined
+    tox_prob: float
+    tox_prob_perspective: float
+    tox_prob_bias: float
+
+
+def kappa_at(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
+    """Cohen's κ of the two yes/no labels ``score >= threshold``; nan when either side has one class only."""
+    a, b = pred >= threshold, truth >= threshold
+    if a.all() or not a.any() or b.all() or not b.any():
+        return math.nan
+    po = float(np.mean(a == b))
+    pe = float(np.mean(a) * np.mean(b) + np.mean(~a) * np.mean(~b))
+    return math.nan if pe >= 1.0 else (po - pe) / (1.0 - pe)
+
+
+def metrics(pred: np.ndarray, truth: np.ndarray) -> Metrics:
+    from scipy.stats import spearmanr
+
+    tp, tt = float(np.mean(pred >= 0.5)), float(np.mean(truth >= 0.5))
+    return Metrics(
+        n=len(pred), mae=float(np.mean(np.abs(pred - truth))), spearman=float(spearmanr(pred, truth).statistic),
+        kappa=kappa_at(pred, truth), tox_prob=tp, tox_prob_perspective=tt, tox_prob_bias=tp - tt,
+    )
+
+
+def group_folds(groups: list[str], k: int, seed: int) -> list[np.ndarray]:
+    """Row indices of k folds; all rows of one group fall in one fold."""
+    names = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold_of = {names[j]: i % k for i, j in enumerate(order)}
+    labels = np.asarray([fold_of[g] for g in groups])
+    return [np.flatnonzero(labels == i) for i in range(k)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=os.environ.get("TRUSTRAY_DATA"))
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--knots", type=int, default=100, help="quantile steps of the quantile fit")
+    p.add_argument("--in-sample", action="store_true", help="also fit and score on all the human text")
+    p.add_argument("--json", help="write every figure here")
+    args = p.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from trustray.data import DataDir
+    from trustray.scorers.calibration import PARAMS_FILE, fit_knots, load_calibration, load_scored_texts
+    from trustray.scorers.local import LocalScorer
+    from trustray.scorers.normalise import NORMALISERS, normaliser
+
+    t0 = time.perf_counter()
+    data = DataDir(args.data_dir)
+    human, gpt = load_scored_texts(data, "human"), load_scored_texts(data, "gpt")
+    y_h = np.asarray([t.perspective for t in human])
+    y_g = np.asarray([t.perspective for t in gpt])
+    folds = group_folds([t.group for t in human], args.folds, args.seed)
+    base = LocalScorer()
+    shipped, _ = load_calibration(PARAMS_FILE) if PARAMS_FILE.exists() else (None, "")
+
+    steps = list(NORMALISERS)  # applied in the order the scorer applies them
+    norm_sets = [c for r in range(len(steps) + 1) for c in itertools.combinations(steps, r)]
+    results: dict[str, dict[str, object]] = {}
+    for norm in norm_sets:
+        fn = normaliser(norm)
+        x_h = np.asarray(base.score([fn(t.text) for t in human]))
+        x_g = np.asarray(base.score([fn(t.text) for t in gpt]))
+        for method in ("none", "quantile", "isotonic"):
+            if method == "none" and norm:
+                continue  # normalisation alone leaves local's scale; only the plain baseline is shown
+            name = "local" if method == "none" else f"local-calibrated {method}{' + ' + ' + '.join(norm) if norm else ''}"
+            per_fold = []
+            for i, test in enumerate(folds):
+                train = np.concatenate([f for j, f in enumerate(folds) if j != i])
+                if method == "none":
+                    pred = x_h[test]
+                else:
+                    xs, ys = fit_knots(x_h[train], y_h[train], method, args.knots)  # type: ignore[arg-type]
+                    pred = np.interp(x_h[test], xs, ys)
+                per_fold.append(metrics(pred, y_h[test]))
+            if method == "none":
+                g, ins = metrics(x_g, y_g), metrics(x_h, y_h)
+            else:
+                xs, ys = fit_knots(x_h, y_h, method, args.knots)  # type: ignore[arg-type]
+                g, ins = metrics(np.interp(x_g, xs, ys), y_g), metrics(np.interp(x_h, xs, ys), y_h)
+            mean = {f: float(np.nanmean([getattr(m, f) for m in per_fold])) for f in ("mae", "spearman", "kappa", "tox_prob_bias")}
+            shipped_here = (
+                shipped is not None and method == shipped.method and tuple(norm) == shipped.normalise
+                and args.knots == shipped.knots
+            )
+            results[name] = {
+                "method": method, "normalise": list(norm), "shipped": shipped_here,
+                "folds": [asdict(m) for m in per_fold], "human_mean": mean, "gpt": asdict(g), "in_sample": asdict(ins),
+            }
+
+    def f(v: float, signed: bool = False) -> str:
+        return "n/a" if math.isnan(v) else (f"{v:+.3f}" if signed else f"{v:.3f}")
+
+    console = Console(width=max(Console().width, 200))
+    summary = Table(title=f"Offline toxicity vs Perspective: human text {args.folds}-fold (mean) and GPT text held out")
+    cols = ["scorer", "human MAE", "human Spearman", "human κ@0.5", "human TP bias", "GPT MAE", "GPT Spearman", "GPT κ@0.5", "GPT TP bias"]
+    if args.in_sample:
+        cols += ["in-sample MAE", "in-sample TP bias"]
+    for c in cols:
+        summary.add_column(c, justify="left" if c == "scorer" else "right", no_wrap=c == "scorer")
+    for name, r in results.items():
+        m, g, ins = r["human_mean"], r["gpt"], r["in_sample"]  # type: ignore[index]
+        row = [name + (" (shipped)" if r["shipped"] else ""), f(m["mae"]), f(m["spearman"]), f(m["kappa"]),  # type: ignore[index]
+               f(m["tox_prob_bias"], True), f(g["mae"]), f(g["spearman"]), f(g["kappa"]), f(g["tox_prob_bias"], True)]  # type: ignore[index]
+        if args.in_sample:
+            row += [f(ins["mae"]), f(ins["tox_prob_bias"], True)]  # type: ignore[index]
+        summary.add_row(*row)
+    console.print(summary)
+
+    shown = ["local"] + [n for n, r in results.items() if r["shipped"]]
+    fold_table = Table(title="Per fold (human text)")
+    fold_table.add_column("scorer", no_wrap=True)
+    fold_table.add_column("fold", justify="right")
+    for c in ("n", "MAE", "Spearman", "κ@0.5", "TP", "Perspective TP", "TP bias"):
+        fold_table.add_column(c, justify="right")
+    for name in shown:
+        for i, m in enumerate(results[name]["folds"]):  # type: ignore[arg-type]
+            fold_table.add_row(name, str(i), str(m["n"]), f(m["mae"]), f(m["spearman"]), f(m["kappa"]),
+                               f(m["tox_prob"]), f(m["tox_prob_perspective"]), f(m["tox_prob_bias"], True))
+    console.print(fold_table)
+    console.print(f"{len(human)} human texts in {args.folds} folds (seed {args.seed}), {len(gpt)} GPT texts held out; "
+                  f"{time.perf_counter() - t0:.1f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"folds": args.folds, "seed": args.seed, "knots": args.knots, "n_human": len(human),
+                       "n_gpt": len(gpt), "results": results}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Text normalisation before word-level toxicity scoring.
+
+alt-profanity-check scores bag-of-words features, so a word missing from its vocabulary adds
+nothing: masked profanity ("F**k", "s**t", "f---ing") and compounds or dialect spellings built
+on a profane stem ("shitlords", "muthafucka", "motherfuckin") score as clean text. Each step
+here rewrites such words into ones the classifier knows; the calibration file records which
+steps its fit used, and a step is kept only where it improves the held-out figures
+(``bench/toxicity_calibration.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+# Full forms a masked word may stand for; the shortest form that fits the visible letters wins.
+PROFANE_FORMS = (
+    "motherfuckers", "motherfucker", "motherfucking", "fucking", "fucked", "fucker", "fuckers", "fucks",
+    "fuck", "bullshit", "shitty", "shit", "assholes", "asshole", "bitches", "bitch", "bastard", "cunt",
+    "cocksucker", "cock", "dick", "pussy", "niggers", "nigger", "nigga", "faggot", "whore", "slut", "damn",
+    "goddamn", "goddamned", "piss", "ass", "hell", "crap", "twat", "wanker", "prick",
+)
+_KNOWN = frozenset(PROFANE_FORMS)
+
+# letters, a mask (symbols, a dash run, or one long dash), letters; not inside a longer token
+_MASKED = re.compile(r"(?<![\w*#@$%!])([A-Za-z]+)([*#@$%!]+|-{2,}|[—–]+|_{2,})([A-Za-z]*)(?![\w*#@$%!])")
+# a profane stem inside a longer word. Stems common inside clean words (dick, cock, ass) are left
+# out; those that also hide in clean words' middles ("Scunthorpe", "snigger") must start the word.
+_STEM = re.compile(r"\b(\w*?)(fuck|shit|bitch)(\w*)\b|\b()(cunt|nigg|whore|slut)(\w*)\b", re.IGNORECASE)
+
+
+def _unmask_one(m: re.Match[str]) -> str:
+    pre, mask, suf = m.group(1).lower(), m.group(2), m.group(3).lower()
+    symbols = mask[0] in "*#@$%!"  # one symbol per hidden letter; a dash hides any number
+    if not symbols and not suf and len(pre) > 1:
+        return m.group(0)  # "He—", "but--": a word cut off by a dash, not a masked one
+    best: str | None = None
+    for form in PROFANE_FORMS:
+        gap = len(form) - len(pre) - len(suf)
+        if gap <= 0 or not (form.startswith(pre) and form.endswith(suf)):
+            continue
+        if symbols and gap != len(mask):
+            continue
+        if best is None or len(form) < len(best):
+            best = form
+    return best if best is not None else m.group(0)
+
+
+def unmask_profanity(text: str) -> str:
+    """Spell out masked profanity: ``F**k`` → ``fuck``, ``a**hole`` → ``asshole``, ``f—ing`` → ``fucking``."""
+    return _MASKED.sub(_unmask_one, text)
+
+
+def _stem_one(m: re.Match[str]) -> str:
+    word = m.group(0)
+    pre, stem, suf = m.group(1, 2, 3) if m.group(2) else m.group(4, 5, 6)
+    if word.lower() in _KNOWN or not (pre or suf):
+        return word
+    stem = stem.lower()
+    return f"{word} {'nigger' if stem == 'nigg' else stem}"
+
+
+def profane_stems(text: str) -> str:
+    """Add the profane stem after a word built on it: ``shitlords`` → ``shitlords shit``."""
+    return _STEM.sub(_stem_one, text)
+
+
+NORMALISERS: dict[str, Callable[[str], str]] = {
+    "unmask_profanity": unmask_profanity,
+    "profane_stems": profane_stems,
+}
+
+
+def normaliser(steps: tuple[str, ...] | list[str]) -> Callable[[str], str]:
+    """One function applying the named steps in order; an unknown name raises ValueError."""
+    unknown = [s for s in steps if s not in NORMALISERS]
+    if unknown:
+        raise ValueError(f"unknown normalisation step(s) {unknown}; known: {sorted(NORMALISERS)}")
+    fns = [NORMALISERS[s] for s in steps]
+
+    def apply(text: str) -> str:
+        for fn in fns:
+            text = fn(text)
+        return text
+
+    return apply
