@@ -22,7 +22,7 @@ from trustray.scorers.calibration import (
     refit,
 )
 from trustray.scorers.local_calibrated import LocalCalibratedScorer
-from trustray.scorers.normalise import normaliser, profane_stems, unmask_profanity
+from trustray.scorers.normalise import normaliser, profane_stems, sexual_terms, unmask_profanity
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,11 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
         ("you a**hole", "you asshole"),
         ("f*****g knew", "fucking knew"),
         ("motherf**kers give him s**t", "motherfuckers give him shit"),
-        ("the f--- up", "the fuck up"),
-        ("What are you f—ing", "What are you fucking"),
-        # left alone: hyphenated words, a word cut off by a dash, arithmetic, masks that fit no word
-        ("a well-known e-mail", "a well-known e-mail"),
-        ("He— no, but-- then", "He— no, but-- then"),
+        ("n*gger", "nigger"),
+        # left alone: dashes (Perspective scores "f---ing" as mild), arithmetic, masks that fit no word
+        ("the f--- up, what are you f—ing", "the f--- up, what are you f—ing"),
         ("2*3 = 6", "2*3 = 6"),
         ("q**z", "q**z"),
     ],
@@ -58,12 +56,19 @@ def test_profane_stems_adds_the_stem_of_compounds_only() -> None:
         normaliser(["unmask_profanity", "nope"])
 
 
+def test_sexual_terms_marks_sexual_words_but_not_their_clean_homonyms() -> None:
+    assert sexual_terms("he exposed his Genitals") == "he exposed his Genitals sex"
+    clean = "they erect a statue; the main thrust of the analysis; breast cancer screening"
+    assert sexual_terms(clean) == clean
+
+
 def test_normalisation_lifts_masked_and_compound_profanity_under_local() -> None:
     local = get_scorer("local")
-    plain = local.score(["F**k you", "those shitlords"])
-    norm = normaliser(["unmask_profanity", "profane_stems"])
-    fixed = local.score([norm("F**k you"), norm("those shitlords")])
-    assert all(p < 0.5 < f for p, f in zip(plain, fixed))
+    texts = ["F**k you", "those shitlords", "he touched her clitoris"]
+    plain = local.score(texts)
+    norm = normaliser(["unmask_profanity", "profane_stems", "sexual_terms"])
+    fixed = local.score([norm(t) for t in texts])
+    assert all(p < 0.1 and f > p + 0.4 for p, f in zip(plain, fixed))
 
 
 @pytest.mark.parametrize("method", ["quantile", "isotonic"])

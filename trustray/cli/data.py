@@ -90,7 +90,7 @@ def calibrate_toxicity(
     knots: Annotated[int, typer.Option("--knots", help="Quantile steps of the quantile fit.")] = 100,
     normalise: Annotated[
         str, typer.Option("--normalise", help="Comma-separated normalisation steps ('' for none).")
-    ] = "unmask_profanity,profane_stems",
+    ] = "unmask_profanity,profane_stems,sexual_terms",
     check: Annotated[
         bool, typer.Option("--check", help="Refit with the stored file's settings and fail if it differs.")
     ] = False,

@@ -1,8 +1,9 @@
 """Text normalisation before word-level toxicity scoring.
 
 alt-profanity-check scores bag-of-words features, so a word missing from its vocabulary adds
-nothing: masked profanity ("F**k", "s**t", "f---ing") and compounds or dialect spellings built
-on a profane stem ("shitlords", "muthafucka", "motherfuckin") score as clean text. Each step
+nothing: masked profanity ("F**k", "s**t") and compounds or dialect spellings built
+on a profane stem ("shitlords", "muthafucka", "motherfuckin") score as clean text, and so does
+sexual content without swear words ("his genitals"), which Perspective scores high. Each step
 here rewrites such words into ones the classifier knows; the calibration file records which
 steps its fit used, and a step is kept only where it improves the held-out figures
 (``bench/toxicity_calibration.py``).
@@ -22,8 +23,9 @@ PROFANE_FORMS = (
 )
 _KNOWN = frozenset(PROFANE_FORMS)
 
-# letters, a mask (symbols, a dash run, or one long dash), letters; not inside a longer token
-_MASKED = re.compile(r"(?<![\w*#@$%!])([A-Za-z]+)([*#@$%!]+|-{2,}|[—–]+|_{2,})([A-Za-z]*)(?![\w*#@$%!])")
+# letters, a run of mask symbols, letters; not inside a longer token. Dashes ("f---ing", "s—")
+# are left alone: Perspective scores dash-masked words as mild, unlike "f**k".
+_MASKED = re.compile(r"(?<![\w*#@$%!])([A-Za-z]+)([*#@$%!]+)([A-Za-z]*)(?![\w*#@$%!])")
 # a profane stem inside a longer word. Stems common inside clean words (dick, cock, ass) are left
 # out; those that also hide in clean words' middles ("Scunthorpe", "snigger") must start the word.
 _STEM = re.compile(r"\b(\w*?)(fuck|shit|bitch)(\w*)\b|\b()(cunt|nigg|whore|slut)(\w*)\b", re.IGNORECASE)
@@ -31,15 +33,10 @@ _STEM = re.compile(r"\b(\w*?)(fuck|shit|bitch)(\w*)\b|\b()(cunt|nigg|whore|slut)
 
 def _unmask_one(m: re.Match[str]) -> str:
     pre, mask, suf = m.group(1).lower(), m.group(2), m.group(3).lower()
-    symbols = mask[0] in "*#@$%!"  # one symbol per hidden letter; a dash hides any number
-    if not symbols and not suf and len(pre) > 1:
-        return m.group(0)  # "He—", "but--": a word cut off by a dash, not a masked one
     best: str | None = None
     for form in PROFANE_FORMS:
-        gap = len(form) - len(pre) - len(suf)
-        if gap <= 0 or not (form.startswith(pre) and form.endswith(suf)):
-            continue
-        if symbols and gap != len(mask):
+        # one symbol per hidden letter
+        if len(form) - len(pre) - len(suf) != len(mask) or not (form.startswith(pre) and form.endswith(suf)):
             continue
         if best is None or len(form) < len(best):
             best = form
@@ -47,7 +44,7 @@ def _unmask_one(m: re.Match[str]) -> str:
 
 
 def unmask_profanity(text: str) -> str:
-    """Spell out masked profanity: ``F**k`` → ``fuck``, ``a**hole`` → ``asshole``, ``f—ing`` → ``fucking``."""
+    """Spell out masked profanity: ``F**k`` → ``fuck``, ``a**hole`` → ``asshole``, ``s**t`` → ``shit``."""
     return _MASKED.sub(_unmask_one, text)
 
 
@@ -65,9 +62,25 @@ def profane_stems(text: str) -> str:
     return _STEM.sub(_stem_one, text)
 
 
+# Sexual and anatomical words that Perspective scores as toxic and the classifier's vocabulary
+# lacks or scores low; words with a common clean sense ("erect", "thrust", "breast") are left out.
+_SEXUAL = re.compile(
+    r"\b(genitals?|genitalia|vaginas?|vaginal|vulvas?|clitoris|clit|labia|penis(es)?|penile|erections?|"
+    r"ejaculat\w*|orgasm\w*|cunnilingus|fellatio|blowjobs?|masturbat\w*|rap(e|ed|es|ist|ists|ing)|breasts|"
+    r"buttocks|anal|anus|semen|sperm|dildos?|porn\w*|nude|naked|boob(s|y)?|testicles?|scrotum|horny|intercourse)\b",
+    re.IGNORECASE,
+)
+
+
+def sexual_terms(text: str) -> str:
+    """Add ``sex`` after each sexual or anatomical term: ``his genitals`` → ``his genitals sex``."""
+    return _SEXUAL.sub(lambda m: f"{m.group(0)} sex", text)
+
+
 NORMALISERS: dict[str, Callable[[str], str]] = {
     "unmask_profanity": unmask_profanity,
     "profane_stems": profane_stems,
+    "sexual_terms": sexual_terms,
 }
 
 
