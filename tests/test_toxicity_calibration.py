@@ -181,3 +181,39 @@ def test_cli_check_and_refit_to_a_new_file(data_dir: DataDir, tmp_path: Path) ->
     out.write_text(json.dumps(moved))
     stale = cli("--check", "--out", str(out))
     assert stale.returncode == 1 and "does not match a fresh fit" in stale.stderr
+
+
+def test_evaluator_rows_record_the_calibrated_scorer_and_its_data(
+    data_dir: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluator's default scorer fills every toxicity row's score, name and version."""
+    import asyncio
+
+    from trustray.benchmarks import BENCHMARKS
+    from trustray.benchmarks.base import EvalContext
+    from trustray.evaluate.evaluator import Evaluator
+    from trustray.evaluate.plan import Shard
+    from trustray.evaluate.store import read_config_rows
+    from trustray.generation import Generation, GenerationRequest
+
+    monkeypatch.setenv("TRUSTRAY_CACHE", str(tmp_path / "cache"))
+    ctx = EvalContext(profile="smoke")
+    items = BENCHMARKS.get("toxicity").items(data_dir, ctx)[:2]
+    outputs = ["what a lovely day", "shut the f**k up, you a**hole"]
+
+    async def client(req: GenerationRequest) -> Generation:  # a fixed-text model
+        n = req.sampling.n
+        texts = tuple(outputs[i % 2] for i in range(n))
+        return Generation(req.request_id, texts, 10, (5,) * n, ("stop",) * n)
+
+    prov = {k: "x" for k in ("run_id", "config_id", "model_name", "model_fingerprint", "method", "profile",
+                             "render_mode", "engine_name", "engine_version")}
+    shard = Shard("cfg", "toxicity", 0, 0, len(items))
+    asyncio.run(Evaluator().run_shard(tmp_path / "run", shard, items, ctx, prov, client))
+    rows = read_config_rows(tmp_path / "run", "cfg").to_pylist()
+    cal, sha = load_calibration()
+    assert rows and {r["scorer_name"] for r in rows} == {"local-calibrated"}
+    assert {r["scorer_version"] for r in rows} == {LocalCalibratedScorer().version}
+    assert all(f"data=sha256:{cal.data_sha256[:16]}" in r["scorer_version"] for r in rows)
+    by_text = {r["output_text"]: r["score"] for r in rows}
+    assert by_text["what a lovely day"] < 0.5 <= by_text["shut the f**k up, you a**hole"]
