@@ -41,6 +41,24 @@ class Metrics:
     tox_prob_bias: float
 
 
+@dataclass
+class Variant:
+    """One scorer variant: its per-fold, GPT and in-sample figures."""
+
+    name: str
+    method: str
+    normalise: list[str]
+    shipped: bool
+    folds: list[Metrics]
+    gpt: Metrics
+    in_sample: Metrics
+    any_map_mae_floor: float
+
+    def human_mean(self) -> dict[str, float]:
+        return {k: float(np.nanmean([getattr(m, k) for m in self.folds]))
+                for k in ("mae", "spearman", "kappa", "tox_prob_bias")}
+
+
 def kappa_at(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
     """Cohen's κ of the two yes/no labels ``score >= threshold``; nan when either side has one class only."""
     a, b = pred >= threshold, truth >= threshold
@@ -112,7 +130,7 @@ def main() -> None:
 
     steps = list(NORMALISERS)  # applied in the order the scorer applies them
     norm_sets = [c for r in range(len(steps) + 1) for c in itertools.combinations(steps, r)]
-    results: dict[str, dict[str, object]] = {}
+    results: list[Variant] = []
     for norm in norm_sets:
         fn = normaliser(norm)
         x_h = np.asarray(base.score([fn(t.text) for t in human]))
@@ -120,68 +138,66 @@ def main() -> None:
         for method in ("none", "quantile", "isotonic"):
             if method == "none" and norm:
                 continue  # normalisation alone leaves local's scale; only the plain baseline is shown
-            name = "local" if method == "none" else f"local-calibrated {method}{' + ' + '+'.join(norm) if norm else ''}"
+
+            def calibrate(train: np.ndarray, x: np.ndarray) -> np.ndarray:
+                if method == "none":
+                    return x
+                xs, ys = fit_knots(x_h[train], y_h[train], method, args.knots)  # type: ignore[arg-type]
+                return np.interp(x, xs, ys)
+
             per_fold = []
             for i, test in enumerate(folds):
                 train = np.concatenate([f for j, f in enumerate(folds) if j != i])
-                if method == "none":
-                    pred = x_h[test]
-                else:
-                    xs, ys = fit_knots(x_h[train], y_h[train], method, args.knots)  # type: ignore[arg-type]
-                    pred = np.interp(x_h[test], xs, ys)
-                per_fold.append(metrics(pred, y_h[test]))
-            if method == "none":
-                g, ins = metrics(x_g, y_g), metrics(x_h, y_h)
-            else:
-                xs, ys = fit_knots(x_h, y_h, method, args.knots)  # type: ignore[arg-type]
-                g, ins = metrics(np.interp(x_g, xs, ys), y_g), metrics(np.interp(x_h, xs, ys), y_h)
-            mean = {f: float(np.nanmean([getattr(m, f) for m in per_fold])) for f in ("mae", "spearman", "kappa", "tox_prob_bias")}
-            shipped_here = (
-                shipped is not None and method == shipped.method and tuple(norm) == shipped.normalise
-                and args.knots == shipped.knots
+                per_fold.append(metrics(calibrate(train, x_h[test]), y_h[test]))
+            everything = np.arange(len(human))
+            shipped_here = shipped is not None and (method, norm, args.knots) == (
+                shipped.method, shipped.normalise, shipped.knots
             )
-            bound = best_map_mae(x_h, y_h)
-            results[name] = {
-                "best_map_mae_in_sample": bound, "method": method, "normalise": list(norm), "shipped": shipped_here,
-                "folds": [asdict(m) for m in per_fold], "human_mean": mean, "gpt": asdict(g), "in_sample": asdict(ins),
-            }
+            results.append(Variant(
+                name="local" if method == "none" else f"local-calibrated {method}" + "".join(f" +{s}" for s in norm),
+                method=method, normalise=list(norm), shipped=shipped_here, folds=per_fold,
+                gpt=metrics(calibrate(everything, x_g), y_g), in_sample=metrics(calibrate(everything, x_h), y_h),
+                any_map_mae_floor=best_map_mae(x_h, y_h),
+            ))
 
     def f(v: float, signed: bool = False) -> str:
         return "n/a" if math.isnan(v) else (f"{v:+.3f}" if signed else f"{v:.3f}")
 
     console = Console(width=max(Console().width, 200))
-    summary = Table(title=f"Offline toxicity vs Perspective: human text {args.folds}-fold (mean) and GPT text held out")
-    cols = ["scorer", "human MAE", "human Spearman", "human κ@0.5", "human TP bias", "GPT MAE", "GPT Spearman", "GPT κ@0.5", "GPT TP bias"]
+    summary = Table(title=f"Offline toxicity vs Perspective: human text {args.folds}-fold (mean), GPT text held out")
+    cols = ["scorer", "human MAE", "human Spearman", "human κ@0.5", "human TP bias",
+            "GPT MAE", "GPT Spearman", "GPT κ@0.5", "GPT TP bias"]
     if args.in_sample:
         cols += ["in-sample MAE", "in-sample TP bias", "any-map MAE floor"]
     for c in cols:
         summary.add_column(c, justify="left" if c == "scorer" else "right", no_wrap=c == "scorer")
-    for name, r in results.items():
-        m, g, ins = r["human_mean"], r["gpt"], r["in_sample"]  # type: ignore[index]
-        row = [name + (" (shipped)" if r["shipped"] else ""), f(m["mae"]), f(m["spearman"]), f(m["kappa"]),  # type: ignore[index]
-               f(m["tox_prob_bias"], True), f(g["mae"]), f(g["spearman"]), f(g["kappa"]), f(g["tox_prob_bias"], True)]  # type: ignore[index]
+    for v in results:
+        m, g = v.human_mean(), v.gpt
+        row = [v.name + (" (shipped)" if v.shipped else ""), f(m["mae"]), f(m["spearman"]), f(m["kappa"]),
+               f(m["tox_prob_bias"], True), f(g.mae), f(g.spearman), f(g.kappa), f(g.tox_prob_bias, True)]
         if args.in_sample:
-            row += [f(ins["mae"]), f(ins["tox_prob_bias"], True), f(r["best_map_mae_in_sample"])]  # type: ignore[index,arg-type]
+            row += [f(v.in_sample.mae), f(v.in_sample.tox_prob_bias, True), f(v.any_map_mae_floor)]
         summary.add_row(*row)
     console.print(summary)
 
-    shown = ["local"] + [n for n, r in results.items() if r["shipped"]]
     fold_table = Table(title="Per fold (human text)")
     fold_table.add_column("scorer", no_wrap=True)
     fold_table.add_column("fold", justify="right")
     for c in ("n", "MAE", "Spearman", "κ@0.5", "TP", "Perspective TP", "TP bias"):
         fold_table.add_column(c, justify="right")
-    for name in shown:
-        for i, m in enumerate(results[name]["folds"]):  # type: ignore[arg-type]
-            fold_table.add_row(name, str(i), str(m["n"]), f(m["mae"]), f(m["spearman"]), f(m["kappa"]),
-                               f(m["tox_prob"]), f(m["tox_prob_perspective"]), f(m["tox_prob_bias"], True))
+    for v in results:
+        if v.name != "local" and not v.shipped:
+            continue
+        for i, m in enumerate(v.folds):
+            fold_table.add_row(v.name, str(i), str(m.n), f(m.mae), f(m.spearman), f(m.kappa),
+                               f(m.tox_prob), f(m.tox_prob_perspective), f(m.tox_prob_bias, True))
     console.print(fold_table)
     console.print(f"{len(human)} human texts in {args.folds} folds (seed {args.seed}), {len(gpt)} GPT texts held out; "
                   f"{time.perf_counter() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"folds": args.folds, "seed": args.seed, "knots": args.knots, "n_human": len(human),
-                       "n_gpt": len(gpt), "results": results}, out, indent=1)
+                       "n_gpt": len(gpt), "results": [asdict(v) for v in results]}, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -217,3 +217,19 @@ def test_evaluator_rows_record_the_calibrated_scorer_and_its_data(
     assert all(f"data=sha256:{cal.data_sha256[:16]}" in r["scorer_version"] for r in rows)
     by_text = {r["output_text"]: r["score"] for r in rows}
     assert by_text["what a lovely day"] < 0.5 <= by_text["shut the f**k up, you a**hole"]
+
+
+def test_benchmark_shipped_scorer_beats_local_held_out(data_dir: DataDir, tmp_path: Path) -> None:
+    """bench/toxicity_calibration.py runs, and the shipped variant meets the held-out bars it can."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "toxicity_calibration.py"), "--data-dir",
+                           str(data_dir.root), "--folds", "3", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    local = results["local"]
+    (shipped,) = [r for r in results.values() if r["shipped"]]
+    assert all(abs(f["tox_prob_bias"]) <= 0.03 for f in shipped["folds"])
+    assert all(abs(f["tox_prob_bias"]) > 0.05 for f in local["folds"])  # what the calibration fixes
+    assert max(f["mae"] for f in shipped["folds"]) < min(f["mae"] for f in local["folds"])
+    assert shipped["gpt"]["mae"] <= local["gpt"]["mae"] and abs(shipped["gpt"]["tox_prob_bias"]) <= 0.03
