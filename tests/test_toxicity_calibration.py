@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
         # left alone: dashes (Perspective scores "f---ing" as mild), arithmetic, masks that fit no word
         ("the f--- up, what are you f—ing", "the f--- up, what are you f—ing"),
         ("2*3 = 6", "2*3 = 6"),
+        ("As! Da!! **he** said", "As! Da!! **he** said"),
+        ("sh!t, a$$", "shit, ass"),
         ("q**z", "q**z"),
     ],
 )

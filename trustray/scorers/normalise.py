@@ -33,6 +33,8 @@ _STEM = re.compile(r"\b(\w*?)(fuck|shit|bitch)(\w*)\b|\b()(cunt|nigg|whore|slut)
 
 def _unmask_one(m: re.Match[str]) -> str:
     pre, mask, suf = m.group(1).lower(), m.group(2), m.group(3).lower()
+    if not suf and set(mask) == {"!"}:
+        return m.group(0)  # "Da!!", "As!": exclamation, not a mask
     best: str | None = None
     for form in PROFANE_FORMS:
         # one symbol per hidden letter
