@@ -152,6 +152,14 @@ def test_scorer_version_names_the_parameters_and_the_data(tmp_path: Path) -> Non
     assert other.version != s.version and other.version.split(";")[2] == s.version.split(";")[2]
 
 
+def test_scorer_warns_when_fitted_for_another_classifier_version(tmp_path: Path) -> None:
+    cal, _ = load_calibration()
+    other = tmp_path / "other.json"
+    other.write_text(cal.model_copy(update={"base_version": "alt-profanity-check==0.0"}).to_json())
+    with pytest.warns(UserWarning, match="fitted for alt-profanity-check==0.0"):
+        LocalCalibratedScorer(other)
+
+
 def test_scorer_reports_a_missing_or_corrupt_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="calibrate-toxicity"):
         LocalCalibratedScorer(tmp_path / "none.json")
