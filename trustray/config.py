@@ -49,7 +49,7 @@ class EvalSpec(_Spec):
     render: RenderMode = "chat_template"
     dt_template: str = "llama-2"
     run_seed: int = 0
-    toxicity_scorer: str = "local"
+    toxicity_scorer: str = "local-calibrated"
     perplexity: bool = True
     max_prompt_tokens: int = Field(2048, ge=64)
 

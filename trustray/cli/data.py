@@ -1,4 +1,4 @@
-"""`trustray data verify | fetch | stats`: the benchmark data directory."""
+"""`trustray data verify | fetch | stats | calibrate-toxicity`: the benchmark data directory."""
 
 from __future__ import annotations
 
@@ -78,6 +78,52 @@ def stats(
         total_gens += sum(gens.values())
     table.add_row("[bold]total[/]", "", f"[bold]{total_items}[/]", f"[bold]{total_gens}[/]")
     console.print(table)
+
+
+@data_app.command("calibrate-toxicity")
+def calibrate_toxicity(
+    data_dir: DataDirOpt = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Where to write the parameters (default: the packaged file).")
+    ] = None,
+    method: Annotated[
+        Optional[str], typer.Option("--method", help="quantile or isotonic (default: quantile).")
+    ] = None,
+    knots: Annotated[Optional[int], typer.Option("--knots", help="Quantile steps of the quantile fit.")] = None,
+    normalise: Annotated[
+        Optional[str],
+        typer.Option("--normalise", help="Comma-separated normalisation steps, '' for none (default: all)."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Refit with the stored file's settings and fail if it differs.")
+    ] = False,
+) -> None:
+    """Fit the local-calibrated toxicity scorer's map on the bundle's Perspective-scored human text."""
+    from trustray.cli.common import fail
+    from trustray.data import DataDir
+    from trustray.scorers import calibration as c
+
+    d = DataDir(data_dir)
+    d.verify_present()
+    path = out or c.PARAMS_FILE
+    if check:
+        stored, sha = c.load_calibration(path)
+        if c.refit(stored, d) != stored:
+            fail(f"{path} does not match a fresh fit from {d.root}; rerun `trustray data calibrate-toxicity`", 1)
+        console.print(f"[green]ok[/]: {path} (sha256 {sha[:16]}) matches a fresh fit from {d.root}")
+        return
+    method = method or c.DEFAULT_METHOD
+    if method not in ("quantile", "isotonic"):
+        fail(f"--method must be quantile or isotonic, got {method!r}")
+    steps = c.DEFAULT_NORMALISE if normalise is None else tuple(s.strip() for s in normalise.split(",") if s.strip())
+    knots = c.DEFAULT_KNOTS if knots is None else knots
+    cal = c.fit_calibration(d, method=method, knots=knots, normalise=steps)  # type: ignore[arg-type]
+    path.write_text(cal.to_json(), encoding="utf-8")
+    _, sha = c.load_calibration(path)
+    console.print(
+        f"[green]ok[/]: {len(cal.x)} knots fitted on {cal.n_texts} texts (data sha256 {cal.data_sha256[:16]}) "
+        f"written to {path} (sha256 {sha[:16]})"
+    )
 
 
 def register(app: typer.Typer) -> None:

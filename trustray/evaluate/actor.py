@@ -17,7 +17,7 @@ from trustray.evaluate.plan import Shard
 class EvaluatorActor:
     """Stateless between shards: a killed actor restarts and its shard is simply run again."""
 
-    def __init__(self, toxicity_scorer: str = "local", data_dir: str | None = None) -> None:
+    def __init__(self, toxicity_scorer: str = "local-calibrated", data_dir: str | None = None) -> None:
         import os
 
         if data_dir:

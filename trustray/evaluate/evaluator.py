@@ -43,7 +43,7 @@ def _json(obj: Mapping[str, Any]) -> str:
 class Evaluator:
     """Runs shards for any config; holds only caches (scorer, tokenizers), never results."""
 
-    def __init__(self, toxicity_scorer: str = "local") -> None:
+    def __init__(self, toxicity_scorer: str = "local-calibrated") -> None:
         self.scorer_name = toxicity_scorer
         self._scorer: Any = None
         self._tokenizers: dict[str, Any] = {}

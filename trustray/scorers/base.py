@@ -27,7 +27,7 @@ SCORERS: Registry[Callable[..., Scorer]] = Registry("toxicity scorer")
 
 
 def get_scorer(spec: str, **kwargs: Any) -> Scorer:
-    """A scorer by name: ``local``, ``perspective`` or ``hf:<model id or path>``."""
+    """A scorer by name: ``local-calibrated``, ``local``, ``perspective`` or ``hf:<model id or path>``."""
     if spec.startswith("hf:"):
         return SCORERS.get("hf")(spec.removeprefix("hf:"), **kwargs)
     return SCORERS.get(spec)(**kwargs)
