@@ -93,6 +93,29 @@ def test_smoke_sweep_commits_every_shard_once_and_reports_scores(sweep_run):
     assert read_rows(outcome.run_dir)[1] == files
 
 
+def test_sweep_opens_no_http_listener(sweep_run):
+    """Evaluators reach the models through Serve handles: no Serve HTTP proxy runs, so nothing
+    of the sweep listens for HTTP (Ray's own cluster ports are Ray's, behind its token auth)."""
+    import psutil
+    from ray import serve
+
+    from trustray.sweep import SERVE_HTTP_PORT
+
+    assert sweep_run[1].ok
+    assert serve.status().proxies == {}
+    me = psutil.Process()
+    listeners = []
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            command = " ".join(proc.cmdline())
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listeners += [(command, c.laddr) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert any("raylet" in command for command, _ in listeners)  # the check sees the session's processes
+    assert not [(c, a) for c, a in listeners if "ProxyActor" in c or a.port == SERVE_HTTP_PORT]
+
+
 def test_evaluator_killed_mid_shard_still_completes_without_duplicates(sweep_run, tmp_path):
     import ray
     from ray import serve

@@ -33,7 +33,9 @@ def _error(model, body) -> oa.OpenAIError:
         (oa.CompletionBody, {"max_tokens": 3}, "prompt: Field required"),
         (oa.CompletionBody, {"prompt": "x", "max_tokens": 0}, "max_tokens"),
         (oa.CompletionBody, {"prompt": "x", "top_p": 0}, "top_p"),
-        (oa.CompletionBody, {"prompt": "x", "stream": True}, "streaming is not supported"),
+        (oa.CompletionBody, {"prompt": "x", "stream_options": {"include_usage": True}}, "only allowed with stream"),
+        (oa.ChatBody, {"messages": [{"role": "user", "content": "x"}], "stream": True,
+                       "stream_options": {"usage": True}}, "stream_options.usage: unknown field"),
         (oa.CompletionBody, {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "at most 4 stop"),
         (oa.CompletionBody, {"prompt": "x", "stop": ""}, "non-empty"),
         (oa.CompletionBody, {"prompt": []}, "prompt list must hold 1"),
@@ -134,6 +136,72 @@ def _echo_batches(log: list[list[str]]):
                 Generation(r.request_id, (r.prompt.upper(),) * r.sampling.n, 1, (1,) * r.sampling.n, ("stop",) * r.sampling.n)
                 for r in reqs]
     return run
+
+
+@pytest.mark.parametrize("text", ["", "Paris", " Paris is\n the capital.  ", "a  b\tc\n\n", "   "])
+def test_stream_deltas_concatenate_to_the_text(text):
+    pieces = oa.stream_deltas(text)
+    assert "".join(pieces) == text
+    assert all(pieces) and (len(pieces) <= 1 or len(pieces) >= len(text.split()))
+
+
+def test_chat_chunks_follow_openai_stream_format():
+    gen = Generation("r", ("Hello there", "Hi"), prompt_tokens=5, output_tokens=(2, 1), finish_reasons=("stop", "length"))
+    chunks = oa.chat_chunks(gen, response_id="chatcmpl-1", model_id="m", include_usage=True, created=7)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and {c["id"] for c in chunks} == {"chatcmpl-1"}
+    by_choice: dict[int, list] = {}
+    for c in chunks[:-1]:
+        (choice,) = c["choices"]
+        by_choice.setdefault(choice["index"], []).append(choice)
+    for index, text, reason in [(0, "Hello there", "stop"), (1, "Hi", "length")]:
+        choices = by_choice[index]
+        assert choices[0]["delta"] == {"role": "assistant", "content": ""}
+        assert "".join(c["delta"].get("content", "") for c in choices) == text
+        assert [c["finish_reason"] for c in choices] == [None] * (len(choices) - 1) + [reason]
+        assert choices[-1]["delta"] == {}
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 3,
+                                                                   "total_tokens": 8}
+    assert "usage" not in oa.chat_chunks(gen, response_id="x", model_id="m")[-1]
+
+
+def test_completion_chunks_and_server_sent_events():
+    gens = [Generation("r-0", ("one two",), prompt_tokens=2, output_tokens=(2,), finish_reasons=("length",)),
+            Generation("r-1", ("three",), prompt_tokens=1, output_tokens=(1,), finish_reasons=("stop",))]
+    chunks = oa.completion_chunks(gens, response_id="cmpl-1", model_id="m")
+    texts: dict[int, str] = {}
+    for c in chunks:
+        (choice,) = c["choices"]
+        texts[choice["index"]] = texts.get(choice["index"], "") + choice["text"]
+    assert texts == {0: "one two", 1: "three"}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == ["length", "stop"]
+    events = list(oa.sse_events(chunks))
+    assert events[-1] == "data: [DONE]\n\n" and all(e.startswith("data: {") and e.endswith("\n\n") for e in events[:-1])
+    import json as _json
+
+    assert [_json.loads(e.removeprefix("data: ")) for e in events[:-1]] == chunks
+
+
+def test_bearer_token_check():
+    digest = oa.token_digest("s3cret")
+    assert digest != "s3cret" and len(digest) == 64
+    oa.check_bearer(None, None)  # no token configured: anything goes
+    oa.check_bearer("Bearer s3cret", digest)
+    oa.check_bearer("bearer  s3cret ", digest)
+    for header, why in [(None, "missing"), ("", "missing"), ("s3cret", "missing"), ("Basic s3cret", "missing"),
+                        ("Bearer wrong", "incorrect"), ("Bearer s3cret2", "incorrect")]:
+        with pytest.raises(oa.OpenAIError, match=why) as info:
+            oa.check_bearer(header, digest)
+        assert info.value.status == 401 and info.value.code == "invalid_api_key"
+        assert "s3cret" not in info.value.message
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.8.0.1", True), ("localhost", True),
+                                                ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
+                                                ("10.1.2.3", False), ("example.org", False)])
+def test_loopback_hosts(host, loopback):
+    from trustray.cli.serve import is_loopback
+
+    assert is_loopback(host) is loopback
 
 
 def test_batcher_groups_concurrent_callers_up_to_max_rows():
@@ -257,9 +325,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TOKEN = "test-" + __import__("secrets").token_hex(8)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture(scope="module")
 def served(embedded_model):
-    """One local Ray, one Serve instance (HTTP on a free loopback port), one model app."""
+    """One local Ray, one Serve instance (HTTP on a free loopback port), one model app that
+    requires the bearer token ``TOKEN``."""
     import ray
     from ray import serve
 
@@ -274,7 +347,7 @@ def served(embedded_model):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         app = build_model_app(
             embedded_model, engine_options=EngineOptions(batch_size=8), backend="hf", name="smol",
-            num_cpus=1, serving=ServingOptions(batch_wait_timeout_s=0.05),
+            num_cpus=1, serving=ServingOptions(batch_wait_timeout_s=0.05), token_sha256=oa.token_digest(TOKEN),
         )
         serve.run(app, name=app_name, route_prefix="/", blocking=False)
         yield app_name, f"http://127.0.0.1:{port}"
@@ -308,7 +381,7 @@ def test_http_chat_and_completions(served, engine):
     import httpx
 
     _, url = served
-    with httpx.Client(base_url=url, timeout=300) as client:
+    with httpx.Client(base_url=url, timeout=300, headers=AUTH) as client:
         assert client.get("/health").json()["status"] == "ok"
         assert client.get("/v1/models").json()["data"][0]["id"] == "smol"
 
@@ -348,7 +421,7 @@ def test_openai_http_handle_matches_the_engine(served, engine):
     from trustray.serve import OpenAIHTTPHandle
 
     _, url = served
-    handle = OpenAIHTTPHandle(url)
+    handle = OpenAIHTTPHandle(url, token=TOKEN)
     reqs = _chat_requests(3) + [GenerationRequest("p", SamplingParams(max_tokens=3), prompt="Two plus two is")]
 
     async def main():
@@ -362,6 +435,87 @@ def test_openai_http_handle_matches_the_engine(served, engine):
     assert [g.texts for g in out] == [g.texts for g in direct]
     assert [g.prompt_tokens for g in out] == [g.prompt_tokens for g in direct]
     assert handle.generate.remote(reqs[-1]).result().texts == direct[-1].texts
+
+
+@pytest.mark.slow
+def test_every_route_needs_the_token(served):
+    import httpx
+
+    _, url = served
+    routes = [("GET", "/health", None), ("GET", "/v1/models", None),
+              ("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1}),
+              ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1})]
+    with httpx.Client(base_url=url, timeout=300) as client:
+        for method, route, body in routes:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+                r = client.request(method, route, json=body, headers=headers)
+                assert r.status_code == 401, (route, headers, r.text)
+                assert r.json()["error"]["code"] == "invalid_api_key" and r.headers["www-authenticate"] == "Bearer"
+            assert client.request(method, route, json=body, headers=AUTH).status_code == 200, route
+
+
+def _openai_client(url: str, token: str = TOKEN):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0, timeout=300)
+
+
+@pytest.mark.slow
+def test_openai_client_lists_chats_and_completes(served, engine):
+    _, url = served
+    client = _openai_client(url)
+    assert [m.id for m in client.models.list()] == ["smol"]
+
+    messages = [{"role": "user", "content": "Name a colour."}]
+    a = client.chat.completions.create(model="smol", messages=messages, n=2, seed=3, temperature=0.8, max_tokens=4)
+    b = client.chat.completions.create(model="smol", messages=messages, n=2, seed=3, temperature=0.8, max_tokens=4)
+    assert len(a.choices) == 2 and [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+    assert a.usage.total_tokens == a.usage.prompt_tokens + a.usage.completion_tokens
+
+    comp = client.completions.create(model="smol", prompt="Once upon a time", n=2, seed=9, temperature=1.0,
+                                     max_tokens=5)
+    direct = engine.generate([GenerationRequest("d", SamplingParams(temperature=1.0, top_k=0, max_tokens=5, n=2), seed=9,
+                                                prompt="Once upon a time")])[0]
+    assert tuple(c.text for c in sorted(comp.choices, key=lambda c: c.index)) == direct.texts
+
+
+@pytest.mark.slow
+def test_openai_client_streams_what_it_would_get_whole(served):
+    _, url = served
+    client = _openai_client(url)
+    messages = [{"role": "user", "content": "Write one sentence about the sea."}]
+    whole = client.chat.completions.create(model="smol", messages=messages, temperature=0, max_tokens=24)
+    stream = client.chat.completions.create(model="smol", messages=messages, temperature=0, max_tokens=24,
+                                            stream=True, stream_options={"include_usage": True})
+    deltas, finish, used = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            used = chunk.usage
+        for choice in chunk.choices:
+            deltas.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert len([d for d in deltas if d]) > 1
+    assert "".join(deltas) == whole.choices[0].message.content
+    assert finish == whole.choices[0].finish_reason
+    assert used is not None and used.completion_tokens == whole.usage.completion_tokens
+
+    prompt = "The three primary colours are"
+    text = client.completions.create(model="smol", prompt=prompt, temperature=0, max_tokens=12).choices[0].text
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="smol", prompt=prompt, temperature=0, max_tokens=12, stream=True) if c.choices)
+    assert streamed == text
+
+
+@pytest.mark.slow
+def test_openai_client_raises_typed_errors(served):
+    openai = pytest.importorskip("openai")
+    _, url = served
+    client = _openai_client(url)
+    with pytest.raises(openai.BadRequestError, match="n > 1 needs temperature > 0"):
+        client.chat.completions.create(model="smol", messages=[{"role": "user", "content": "x"}], n=2, temperature=0)
+    with pytest.raises(openai.NotFoundError, match="smol"):
+        client.completions.create(model="gpt-4", prompt="x", max_tokens=1)
+    with pytest.raises(openai.AuthenticationError, match="incorrect bearer token"):
+        _openai_client(url, token="wrong").models.list()
 
 
 # -- builder: backend choice and the vLLM guard ----------------------------------------------------
@@ -416,6 +570,20 @@ def test_cli_serve_unknown_model_fails_clearly():
     assert proc.returncode == 2
     assert "smollm2-135n" in proc.stderr and "smollm2-135m" in proc.stderr  # did-you-mean
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_serve_on_a_public_host_needs_a_token():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TRUSTRAY_API_TOKEN"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from trustray.cli import main; main()", "serve", "--model", "smollm2-135m",
+         "--host", "0.0.0.0", "--port", str(_free_port())],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "TRUSTRAY_API_TOKEN" in lines[0] and "0.0.0.0" in lines[0], proc.stderr
 
 
 def test_merge_stats_sums_counters_and_keeps_the_busiest_replica():

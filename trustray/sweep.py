@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,14 +93,25 @@ def _probe(address: str) -> None:
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def start_serve() -> None:
-    """Start Serve in the driver (handles only on a CPU box; HTTP where the cluster has GPUs)."""
-    import ray
+#: Serve's HTTP port on each node when an app can only be reached over HTTP.
+SERVE_HTTP_PORT = 8000
+
+
+def needs_http(trials: Sequence[TrialSpec]) -> bool:
+    """Whether any trial's model app is reachable only over HTTP (the vLLM OpenAI app)."""
+    from trustray.serve.builder import resolve_backend
+
+    return any(resolve_backend(t.engine.backend) == "vllm" for t in trials)
+
+
+def start_serve(*, http: bool = False) -> None:
+    """Start Serve in the driver. Evaluators reach models through Serve handles, so by default
+    no HTTP proxy runs; with ``http`` each node's proxy listens on its loopback address only
+    (evaluators call the proxy of their own node), never on an address others can reach."""
     from ray import serve
 
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus:
-        serve.start(http_options={"host": "0.0.0.0", "port": 8000})
+    if http:
+        serve.start(http_options={"host": "127.0.0.1", "port": SERVE_HTTP_PORT})
     else:
         serve.start(proxy_location="Disabled")
 
@@ -152,10 +164,10 @@ def run_sweep(
     if local:
         check_trial_fits(spec.resources)
     check_or_record_spec(run_dir, spec)
-    start_serve()
+    trials = spec.trials()
+    start_serve(http=needs_http(trials))
     import ray
 
-    trials = spec.trials()
     max_concurrent = spec.resources.max_concurrent_trials or max(1, int(ray.cluster_resources().get("GPU", 0)))
     trainable = tune.with_resources(_trainable, trial_resources(spec))
     tune_path = run_dir / TUNE_DIR

@@ -112,7 +112,7 @@ def evaluate(
     from trustray.data import DataDir
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
-    from trustray.sweep import init_ray, start_serve
+    from trustray.sweep import init_ray, needs_http, start_serve
 
     comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity, structure=structure)
     calib = CalibrationSpec(num_samples=samples, seed=seed)
@@ -124,7 +124,7 @@ def evaluate(
     DataDir(data_dir).verify_present()
     resolve_model(model)  # fail fast on an unknown model, before Ray starts
     init_ray(address)
-    start_serve()
+    start_serve(http=needs_http([trial]))
     run_dir = Path(storage_path).expanduser().resolve() / run
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console) as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -11,6 +12,29 @@ from pathlib import Path
 import typer
 
 from trustray.cli.common import console, fail
+
+#: Environment variable holding the bearer token that clients must send (never a flag: flags
+#: show up in process listings and shell history).
+TOKEN_ENV = "TRUSTRAY_API_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def serving_token(host: str) -> str | None:
+    """The bearer token from ``$TRUSTRAY_API_TOKEN``; required (exit 2) on a non-loopback host."""
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if token is None and not is_loopback(host):
+        fail(f"--host {host} exposes the model beyond this machine: set {TOKEN_ENV} to a secret token "
+             f"(clients send 'Authorization: Bearer <token>'), or serve on 127.0.0.1")
+    return token
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -24,7 +48,8 @@ def _check_port_free(host: str, port: int) -> None:
 
 def serve_command(
     model: str = typer.Option(..., "--model", "-m", help="Embedded model name, checkpoint directory or HF id."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", help=f"Address to listen on; any non-loopback address needs ${TOKEN_ENV}."),
     port: int = typer.Option(8000, min=1, max=65535, help="HTTP port."),
     batch_size: int = typer.Option(32, min=1, help="Rows per engine forward pass."),
     compression_checkpoint: Path | None = typer.Option(
@@ -39,10 +64,14 @@ def serve_command(
     from trustray.engines.hf import EngineOptions
     from trustray.models import resolve_model
     from trustray.serve.builder import build_model_app, resolve_backend
+    from trustray.serve.openai_api import token_digest
 
+    token = serving_token(host)
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
         fail(f"unknown --dtype {dtype!r}; choose auto, bfloat16, float16 or float32")
-    resolve_backend(backend)  # an unknown backend fails before anything starts
+    if resolve_backend(backend) == "vllm" and token is not None:  # an unknown backend fails here too
+        fail(f"{TOKEN_ENV} is enforced by the hf backend only; serve vLLM on 127.0.0.1 behind an "
+             "authenticating proxy, or use --backend hf")
     _check_port_free(host, port)
     if compression_checkpoint is not None:
         if not compression_checkpoint.is_dir():
@@ -65,6 +94,7 @@ def serve_command(
             app = build_model_app(
                 resolved, engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
                 backend=backend, name=model_id, num_cpus=cpus,  # type: ignore[arg-type]
+                token_sha256=token_digest(token) if token else None,
             )
             serve.run(app, name="trustray", route_prefix="/", blocking=False)
         except BaseException:
@@ -72,7 +102,10 @@ def serve_command(
             raise
     url = f"http://{host}:{port}"
     console.print(f"serving [bold]{model_id}[/] ({resolved.path}) at {url}/v1 (Ctrl-C to stop)")
-    console.print(f"  curl {url}/v1/chat/completions -H 'content-type: application/json' "
+    auth = f"-H \"Authorization: Bearer ${TOKEN_ENV}\" " if token else ""
+    if token:
+        console.print(f"  every request needs the bearer token from ${TOKEN_ENV}")
+    console.print(f"  curl {url}/v1/chat/completions {auth}-H 'content-type: application/json' "
                   f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
                   highlight=False, soft_wrap=True)
     # Ctrl-C and SIGTERM both stop cleanly, also when started in the background (where the

@@ -74,6 +74,7 @@ def build_model_app(
     num_cpus: float = 1.0,
     serving: ServingOptions | None = None,
     vllm_options: Mapping[str, Any] | None = None,
+    token_sha256: str | None = None,
 ) -> Any:
     """The Serve application serving ``model`` under model id ``name`` (default: its name).
 
@@ -81,12 +82,17 @@ def build_model_app(
     checkpoint directory must exist on the replica's node. ``engine_options``
     (:class:`~trustray.engines.hf.EngineOptions`) and ``serving`` apply to the HF app;
     ``vllm_options`` are passed to :func:`~trustray.serve.llm_builder.build_vllm_app`.
+    With ``token_sha256`` (:func:`~trustray.serve.openai_api.token_digest` of a bearer token)
+    every HTTP route of the HF app requires that token.
     """
     if num_cpus < 0:
         raise ValueError(f"num_cpus must be >= 0, got {num_cpus}")
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
     model_id = name or resolved.name
     if resolve_backend(backend) == "vllm":
+        if token_sha256 is not None:
+            raise ValueError("bearer-token authentication is built into the hf backend only; serve vLLM "
+                             "on 127.0.0.1 and put an authenticating proxy in front of it")
         from trustray.serve.llm_builder import build_vllm_app
 
         return build_vllm_app(resolved.path, name=model_id, **dict(vllm_options or {}))
@@ -100,6 +106,7 @@ def build_model_app(
         "batch_wait_timeout_s": opts.batch_wait_timeout_s,
         "fill_wait_s": opts.fill_wait_s,
         "default_chat_max_tokens": opts.default_chat_max_tokens,
+        "token_sha256": token_sha256,
     }
     deployment = ModelDeployment.options(
         num_replicas=opts.num_replicas,

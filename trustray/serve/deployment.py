@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 from trustray.generation import Generation, GenerationRequest
-from trustray.serve.openai_api import OpenAIError
+from trustray.serve.openai_api import OpenAIError, sse_events
 from trustray.serve.server import ModelServer
 
 #: The deployment's name inside every HF model application.
@@ -34,7 +34,16 @@ async def _body(request: Request) -> Any:
 
 
 def _error(e: OpenAIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
+    headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+    return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+
+def _reply(result: dict[str, Any] | list[dict[str, Any]]) -> Response:
+    """A JSON response, or server-sent events for a streamed reply (a list of chunks)."""
+    if isinstance(result, list):
+        return StreamingResponse(sse_events(result), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    return JSONResponse(result)
 
 
 @serve.deployment(
@@ -70,25 +79,36 @@ class ModelDeployment:
         if not self.server.healthy():
             raise RuntimeError("the batching loop of this replica has stopped")
 
-    @api.post("/v1/completions")
-    async def completions(self, request: Request) -> JSONResponse:
+    # Every route checks the bearer token first (a no-op when the app was built without one).
+
+    def _denied(self, request: Request) -> JSONResponse | None:
         try:
-            return JSONResponse(await self.server.completions(await _body(request)))
+            self.server.authorize(request.headers.get("authorization"))
+        except OpenAIError as e:
+            return _error(e)
+        return None
+
+    @api.post("/v1/completions")
+    async def completions(self, request: Request) -> Response:
+        try:
+            return self._denied(request) or _reply(await self.server.completions(await _body(request)))
         except OpenAIError as e:
             return _error(e)
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(self, request: Request) -> JSONResponse:
+    async def chat_completions(self, request: Request) -> Response:
         try:
-            return JSONResponse(await self.server.chat_completions(await _body(request)))
+            return self._denied(request) or _reply(await self.server.chat_completions(await _body(request)))
         except OpenAIError as e:
             return _error(e)
 
     @api.get("/v1/models")
-    def models(self) -> JSONResponse:
-        return JSONResponse(self.server.models())
+    def models(self, request: Request) -> JSONResponse:
+        return self._denied(request) or JSONResponse(self.server.models())
 
     @api.get("/health")
-    def health(self) -> JSONResponse:
+    def health(self, request: Request) -> JSONResponse:
+        if denied := self._denied(request):
+            return denied
         body = self.server.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

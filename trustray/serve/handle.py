@@ -51,8 +51,10 @@ class OpenAIHTTPHandle:
     ``/v1/chat/completions`` (messages) and turns the answers back into ``Generation`` objects."""
 
     def __init__(self, base_url: str, model_id: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_connections: int = 256) -> None:
+                 max_connections: int = 256, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # Sent as ``Authorization: Bearer <token>`` to a server started with a token.
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.model_id = model_id
         self.timeout_s = timeout_s
         self.max_connections = max_connections
@@ -75,7 +77,8 @@ class OpenAIHTTPHandle:
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
-            client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, limits=self._limits())
+            client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, limits=self._limits(),
+                                       headers=self._headers)
             self._clients[loop_id] = client
         return client
 
@@ -102,7 +105,7 @@ class OpenAIHTTPHandle:
         return oa.generation_from_response(request, data, time.perf_counter() - start)
 
     def _generate_sync(self, request: GenerationRequest, timeout_s: float | None) -> Generation:
-        with httpx.Client(base_url=self.base_url, timeout=timeout_s or self.timeout_s) as client:
+        with httpx.Client(base_url=self.base_url, timeout=timeout_s or self.timeout_s, headers=self._headers) as client:
             if self.model_id is None:
                 self.model_id = self._check(client.get("/v1/models"))["data"][0]["id"]
             route, body = oa.request_body(request, self.model_id)

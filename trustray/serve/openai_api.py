@@ -12,14 +12,23 @@ Extensions and defaults (documented, since OpenAI leaves them open):
 - ``n > 1`` needs ``temperature > 0`` (greedy samples would be identical).
 - ``max_tokens`` defaults to 16 for completions (OpenAI's default) and to the server's chat
   default for chat completions.
+- ``stream=true`` answers server-sent events in OpenAI's chunk format, closed by ``data: [DONE]``.
+  The engine generates a reply whole (fixed-shape batches), so the chunks are sent once it is
+  done, one word-sized delta each; ``stream_options.include_usage`` adds the usage chunk.
+- Authentication: a server started with a token answers 401 (``invalid_api_key``) to any request
+  without ``Authorization: Bearer <token>``; only the token's SHA-256 is kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,6 +60,12 @@ class OpenAIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +78,7 @@ class _Body(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = None  # accepted and ignored, as OpenAI clients send it
 
     @field_validator("stop")
@@ -75,12 +91,15 @@ class _Body(BaseModel):
             raise ValueError("stop sequences must be non-empty strings")
         return v
 
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("streaming is not supported; send stream=false")
-        return v
+    @model_validator(mode="after")
+    def _options_need_stream(self) -> _Body:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed with stream=true")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     def stops(self) -> tuple[str, ...]:
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
@@ -242,6 +261,85 @@ def chat_response(
         "model": model_id, "system_fingerprint": system_fingerprint, "choices": choices,
         "usage": usage([generation]),
     }
+
+
+_DELTA = re.compile(r"\s*\S+|\s+")
+
+
+def stream_deltas(text: str) -> list[str]:
+    """``text`` cut into word-sized pieces (leading whitespace kept) that concatenate to it."""
+    return _DELTA.findall(text)
+
+
+def completion_chunks(
+    generations: Sequence[Generation], *, response_id: str, model_id: str, include_usage: bool = False,
+    system_fingerprint: str | None = None, created: int | None = None,
+) -> list[dict[str, Any]]:
+    """The streamed form of :func:`completion_response`: ``text_completion`` chunks, choice by
+    choice, each choice's last chunk carrying its ``finish_reason``; then usage if asked."""
+    head = {"id": response_id, "object": "text_completion", "created": created or int(time.time()),
+            "model": model_id, "system_fingerprint": system_fingerprint}
+    chunks = []
+    for choice in completion_response(generations, response_id=response_id, model_id=model_id)["choices"]:
+        for piece in stream_deltas(choice["text"]):
+            chunks.append({**head, "choices": [{"index": choice["index"], "text": piece, "logprobs": None,
+                                                "finish_reason": None}]})
+        chunks.append({**head, "choices": [{"index": choice["index"], "text": "", "logprobs": None,
+                                            "finish_reason": choice["finish_reason"]}]})
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": usage(generations)})
+    return chunks
+
+
+def chat_chunks(
+    generation: Generation, *, response_id: str, model_id: str, include_usage: bool = False,
+    system_fingerprint: str | None = None, created: int | None = None,
+) -> list[dict[str, Any]]:
+    """The streamed form of :func:`chat_response`: ``chat.completion.chunk`` objects; each
+    choice opens with the assistant role, sends its content in deltas and closes with its
+    ``finish_reason``; then usage if asked."""
+    head = {"id": response_id, "object": "chat.completion.chunk", "created": created or int(time.time()),
+            "model": model_id, "system_fingerprint": system_fingerprint}
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    chunks = []
+    for j, (text, reason) in enumerate(zip(generation.texts, generation.finish_reasons, strict=True)):
+        chunks.append(chunk(j, {"role": "assistant", "content": ""}))
+        chunks.extend(chunk(j, {"content": piece}) for piece in stream_deltas(text))
+        chunks.append(chunk(j, {}, reason))
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": usage([generation])})
+    return chunks
+
+
+SSE_DONE = "data: [DONE]\n\n"
+
+
+def sse_events(chunks: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    """Server-sent events for ``chunks``, closed by ``data: [DONE]`` as OpenAI clients expect."""
+    for c in chunks:
+        yield f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
+    yield SSE_DONE
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) a server keeps instead of its bearer token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_bearer(authorization: str | None, digest: str | None) -> None:
+    """Raise a 401 :class:`OpenAIError` unless ``authorization`` is ``Bearer <token>`` with
+    ``token_digest(token) == digest``; ``digest=None`` means no token is required."""
+    if digest is None:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise OpenAIError("missing bearer token: send 'Authorization: Bearer <token>'",
+                          status=401, code="invalid_api_key")
+    if not hmac.compare_digest(token_digest(token.strip()), digest):
+        raise OpenAIError("incorrect bearer token", status=401, code="invalid_api_key")
 
 
 def models_response(model_id: str, *, created: int, owned_by: str = "trustray") -> dict[str, Any]:

@@ -224,8 +224,11 @@ class ModelServer:
         batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
         fill_wait_s: float = DEFAULT_FILL_WAIT_S,
         default_chat_max_tokens: int = DEFAULT_CHAT_MAX_TOKENS,
+        token_sha256: str | None = None,
     ) -> None:
         resolved = getattr(engine, "resolved", None)
+        # Only the digest of the bearer token is kept (see openai_api.token_digest).
+        self.token_sha256 = token_sha256
         self.engine = engine
         self.model_id = model_id or (resolved.name if resolved is not None else engine.name)
         self.fingerprint = fingerprint or (resolved.fingerprint if resolved is not None else None)
@@ -285,6 +288,11 @@ class ModelServer:
 
     # -- OpenAI routes -----------------------------------------------------------------------
 
+    def authorize(self, authorization: str | None) -> None:
+        """Raise a 401 :class:`OpenAIError` unless the ``Authorization`` header carries this
+        server's token (no-op for a server started without one)."""
+        oa.check_bearer(authorization, self.token_sha256)
+
     def _check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.model_id:
             raise oa.OpenAIError(
@@ -298,23 +306,31 @@ class ModelServer:
         except ValueError as e:  # the engine rejected the request (e.g. too long for the context)
             raise oa.OpenAIError(str(e)) from None
 
-    async def completions(self, raw: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-        """``POST /v1/completions``; raises :class:`OpenAIError` on a bad body."""
+    async def completions(self, raw: Mapping[str, Any] | bytes | str) -> dict[str, Any] | list[dict[str, Any]]:
+        """``POST /v1/completions``: the response, or its chunks in order when the body asks
+        for ``stream``; raises :class:`OpenAIError` on a bad body."""
         body = oa.parse_body(oa.CompletionBody, raw)
         self._check_model(body.model)
         response_id = oa.new_id("cmpl")
         generations = await self._generate_all(oa.completion_requests(body, request_id=response_id))
+        if body.stream:
+            return oa.completion_chunks(generations, response_id=response_id, model_id=self.model_id,
+                                        include_usage=body.include_usage, system_fingerprint=self.fingerprint)
         return oa.completion_response(
             generations, response_id=response_id, model_id=self.model_id, system_fingerprint=self.fingerprint
         )
 
-    async def chat_completions(self, raw: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-        """``POST /v1/chat/completions``; raises :class:`OpenAIError` on a bad body."""
+    async def chat_completions(self, raw: Mapping[str, Any] | bytes | str) -> dict[str, Any] | list[dict[str, Any]]:
+        """``POST /v1/chat/completions``: the response, or its chunks in order when the body
+        asks for ``stream``; raises :class:`OpenAIError` on a bad body."""
         body = oa.parse_body(oa.ChatBody, raw)
         self._check_model(body.model)
         response_id = oa.new_id("chatcmpl")
         request = oa.chat_request(body, request_id=response_id, default_max_tokens=self.default_chat_max_tokens)
         (generation,) = await self._generate_all([request])
+        if body.stream:
+            return oa.chat_chunks(generation, response_id=response_id, model_id=self.model_id,
+                                  include_usage=body.include_usage, system_fingerprint=self.fingerprint)
         return oa.chat_response(
             generation, response_id=response_id, model_id=self.model_id, system_fingerprint=self.fingerprint
         )
