@@ -63,3 +63,17 @@ def _provenance() -> dict:
         "calib_dataset": None, "calib_samples": None, "calib_seed": None, "profile": "smoke",
         "render_mode": "chat_template", "data_source": "shared", "engine_name": "test", "engine_version": "0",
     }
+
+
+def test_report_context_reads_the_reference_and_refuses_a_mix():
+    import pandas as pd
+
+    from trustray.report.scores import eval_context
+
+    rows = pd.DataFrame({"profile": ["paper"] * 2, "render_mode": ["dt_compat"] * 2,
+                         "scorer_version": ["fairness/2;dt=upstream", None]})
+    ctx = eval_context(rows)
+    assert (ctx.profile, ctx.render, ctx.dt_reference) == ("paper", "dt_compat", "upstream")
+    assert eval_context(rows.assign(scorer_version="1")).dt_reference == "fork"  # not recorded: the default
+    with pytest.raises(ValueError, match="mix DecodingTrust references"):
+        eval_context(rows.assign(scorer_version=["fairness/2;dt=upstream", "fairness/2;dt=fork"]))
