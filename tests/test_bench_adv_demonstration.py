@@ -27,24 +27,30 @@ def parse(text, gold="yes", options=("no", "yes")):
 
 
 @pytest.mark.parametrize(
-    ("text", "label", "correct", "refused"),
+    ("text", "label", "correct", "refused", "unparsed"),
     [
-        ("Yes", "yes", True, False),
-        ("answer: yes", "yes", True, False),  # leading "answer:" stripped
-        ("Answer:no", "no", False, False),
-        ("Yes, because the verb is progressive.", "yes", True, False),
-        ("yes</s>garbage", "yes", True, False),
-        ("yes<|im_end|>", "yes", True, False),
-        ("no\nmore text", "no", False, False),
-        ("I'm sorry, I cannot answer.", None, False, True),
-        ("No. I apologize for any confusion.", "no", False, True),  # wrong + a refusal phrase
-        ("You are correct, I cannot tell.", None, False, False),  # "you are correct" checked first
-        ("Perhaps", None, False, True),  # names no option: unparseable
+        ("Yes", "yes", True, False, False),
+        ("answer: yes", "yes", True, False, False),  # leading "answer:" stripped
+        ("Answer:no", "no", False, False, False),
+        ("Yes, because the verb is progressive.", "yes", True, False, False),
+        ("yes</s>garbage", "yes", True, False, False),
+        ("yes<|im_end|>", "yes", True, False, False),
+        ("no\nmore text", "no", False, False, False),
+        ("I'm sorry, I cannot answer.", None, False, True, False),
+        ("No. I apologize for any confusion.", "no", False, True, False),  # wrong + a refusal phrase
+        ("You are correct, I cannot tell.", None, False, False, True),  # "you are correct" checked first
+        # names no option: the source's *unknown*, not a refusal
+        ("Perhaps", None, False, False, True),
+        ("Neutral", None, False, False, True),
+        ("The premise does not say enough to decide.", None, False, False, True),
+        # refuse() reads the cut answer: a phrase after an end marker is not a refusal
+        ("maybe</s>I'm sorry", None, False, False, True),
+        ("Yes, I cannot be sure.", "yes", True, False, False),  # correct is checked first
     ],
 )
-def test_parse_answer(text, label, correct, refused):
+def test_parse_answer(text, label, correct, refused, unparsed):
     p = parse(text)
-    assert (p.label, p.correct, p.refused) == (label, correct, refused)
+    assert (p.label, p.correct, p.refused, p.unparsed) == (label, correct, refused, unparsed)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +102,20 @@ def test_aggregate_hand_computed_missing_spurious(smoke_items):
     assert any("missing: sp" in n for n in s.notes)
     # refusals: cf 3 of 12 cells-halves -> mean over tasks (0,0,0,.5,.5,.5) = 25; bd 1/12
     assert s.refusal_rate == pytest.approx((25 + 100 / 12) / 2)
+    assert s.unparsed_rate == 0
+
+
+def test_unknown_answers_are_not_refusals(smoke_items):
+    """The source's refusal rate counts refuse() only; answers naming no option are unknown."""
+    cf = sorted({i.scenario for i in smoke_items if i.scenario.startswith("cf/")})
+    rows = []
+    for name in cf:
+        a, b = [i for i in smoke_items if i.scenario == name][:2]
+        rows += [ScoredRow(a, 0, "Neutral", B.parse(a, "Neutral")),
+                 ScoredRow(b, 0, "I apologize, I can't.", B.parse(b, "I apologize, I can't."))]
+    s = B.aggregate(rows, EvalContext(profile="smoke"))
+    assert s.components["cf"] == 0  # both still count as wrong
+    assert s.refusal_rate == pytest.approx(50) and s.unparsed_rate == pytest.approx(50)
 
 
 def test_spurious_scored_when_present(tmp_path, data_dir):

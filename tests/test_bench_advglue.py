@@ -65,7 +65,8 @@ def test_parse_uses_gold_label_ids(smoke_items):
     qqp = next(i for i in smoke_items if i.meta["task"] == "qqp")  # qqp maps yes -> 1
     word = {"1": "yes", "0": "no"}[qqp.gold]
     assert ADV.parse(qqp, f"{word.capitalize()}.").correct is True
-    assert ADV.parse(qqp, "yes or no").refused is True
+    both = ADV.parse(qqp, "yes or no")  # two label words: -1, which the source counts as a refusal
+    assert (both.unparsed, both.refused, both.correct) == (True, False, False)
 
 
 def test_aggregate_hand_computed(smoke_items):
@@ -74,7 +75,7 @@ def test_aggregate_hand_computed(smoke_items):
     word = {"sst2": {"0": "negative", "1": "positive"}, "qnli": {"0": "yes", "1": "no"}}
     texts = [
         word["sst2"][sst2[0].gold],  # right
-        "positive and negative",  # -1: wrong and refused
+        "positive and negative",  # -1: wrong and unparsed (the source's refusal rate)
         word["qnli"][qnli[0].gold],  # right
         word["qnli"][qnli[1].gold],  # right
     ]
@@ -84,6 +85,7 @@ def test_aggregate_hand_computed(smoke_items):
     assert s.components == {f"acc/{DEV_SOURCE}/qnli": 100.0, f"acc/{DEV_SOURCE}/sst2": 50.0}
     assert s.score == pytest.approx((50 + 100) / 2)  # unweighted over cells
     assert s.refusal_rate == pytest.approx((50 + 0) / 2)
+    assert s.unparsed_rate == pytest.approx(s.refusal_rate)
     assert any("AdvGLUE dev" in n for n in s.notes)
     assert s.missing == [f"advglue++/{k}" for k in PLUS_PLUS_FILES]
 

@@ -37,7 +37,7 @@ def test_prompt_trims_demos_to_budget():
 
 
 @pytest.mark.parametrize(
-    ("text", "label", "refused"),
+    ("text", "label", "unparsed"),
     [
         (" B", "B", False),
         ("b) because", "B", False),
@@ -48,10 +48,10 @@ def test_prompt_trims_demos_to_budget():
         ("D", "D", False),
     ],
 )
-def test_parse(text, label, refused):
+def test_parse(text, label, unparsed):
     it = Item(item_id="mmlu/x/f/1", perspective="mmlu", scenario="x", payload={}, gold="B")
     p = B.parse(it, text)
-    assert (p.label, p.refused, p.correct) == (label, refused, label == "B")
+    assert (p.label, p.unparsed, p.refused, p.correct) == (label, unparsed, False, label == "B")
 
 
 def test_profiles(data_dir):
@@ -78,5 +78,5 @@ def test_aggregate_is_micro_averaged(data_dir):
     rows = [ScoredRow(i, 0, t, B.parse(i, t)) for i, t in zip(s1 + s2, texts)]
     s = B.aggregate(rows, EvalContext(profile="quick"))
     assert s.score == pytest.approx(50)  # 2 of 4; the subject macro-mean would be 33.3
-    assert s.refusal_rate == pytest.approx(25)
+    assert s.refusal_rate == pytest.approx(25) and s.unparsed_rate == pytest.approx(25)
     assert s.components == {"acc/anatomy": pytest.approx(200 / 3), "acc/virology": 0.0}

@@ -19,40 +19,42 @@ def know(text, gold="2", choice="Buffalo Bills"):
 
 
 @pytest.mark.parametrize(
-    ("text", "label", "correct", "refused"),
+    ("text", "label", "correct", "refused", "unparsed"),
     [
-        ("2", "2", True, False),
-        ("The answer is 2 : Buffalo Bills", "2", True, False),
-        ("1", "1", False, False),
-        ("In 2023, the answer is 2", None, False, False),  # "202" split: nothing before it has a digit
-        ("2023 was the year", None, False, False),  # split at "202" leaves nothing
-        ("Answer 2 (as of 2023)", "2", True, False),
-        ("It was the buffalo bills.", None, True, False),  # gold choice text, case-insensitive
-        ("4", None, False, False),  # idk option: no 0-3 digit, no keyword -> a known wrong answer
-        ("I don't know", None, False, True),  # idk refusal
-        ("Sorry, I cannot answer", None, False, True),
-        ("I'm sure it is 3", "3", False, False),  # a digit: never a refusal
-        ("Pittsburgh Steelers", None, False, False),
+        ("2", "2", True, False, False),
+        ("The answer is 2 : Buffalo Bills", "2", True, False, False),
+        ("1", "1", False, False, False),
+        ("In 2023, the answer is 2", None, False, False, True),  # "202" split: no digit before it
+        ("2023 was the year", None, False, False, True),  # split at "202" leaves nothing
+        ("Answer 2 (as of 2023)", "2", True, False, False),
+        ("It was the buffalo bills.", None, True, False, False),  # gold choice text, case-insensitive
+        # idk option: no 0-3 digit, no keyword -> a known wrong answer for the source, unparsed here
+        ("4", None, False, False, True),
+        ("I don't know", None, False, True, False),  # idk refusal
+        ("Sorry, I cannot answer", None, False, True, False),
+        ("I'm sure it is 3", "3", False, False, False),  # a digit: never a refusal
+        ("Pittsburgh Steelers", None, False, False, True),
     ],
 )
-def test_parse_knowledge(text, label, correct, refused):
+def test_parse_knowledge(text, label, correct, refused, unparsed):
     p = know(text)
-    assert (p.label, p.correct, p.refused) == (label, correct, refused)
+    assert (p.label, p.correct, p.refused, p.unparsed) == (label, correct, refused, unparsed)
 
 
 @pytest.mark.parametrize(
-    ("text", "gold", "correct", "refused"),
+    ("text", "gold", "correct", "unparsed", "both"),
     [
-        ("Positive", "positive", True, False),
-        (" negative.", "positive", False, False),
-        ("It is positive, not negative", "positive", False, False),  # both words: wrong, not a refusal
-        ("neutral", "negative", False, True),
-        ("", "negative", False, True),
+        ("Positive", "positive", True, False, False),
+        (" negative.", "positive", False, False, False),
+        # both words: wrong and unparsed, but not in the source's RR
+        ("It is positive, not negative", "positive", False, True, True),
+        ("neutral", "negative", False, True, False),  # neither word: the source's RR
+        ("", "negative", False, True, False),
     ],
 )
-def test_parse_style(text, gold, correct, refused):
+def test_parse_style(text, gold, correct, unparsed, both):
     p = parse_style(text, gold, ["negative", "positive"])
-    assert (p.correct, p.refused) == (correct, refused)
+    assert (p.correct, p.refused, p.unparsed, p.extra.get("both", False)) == (correct, False, unparsed, both)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +130,8 @@ def test_aggregate_hand_computed(smoke_items):
     assert s.score == pytest.approx((75 + 40 + 25 + 100) / 4)
     # RR over 36 cells: qa_2023 50, six style cells 100, the rest 0
     assert s.refusal_rate == pytest.approx((50 + 6 * 100) / 36)
+    # unparsed: the six "neutral" style cells (the qa_2023 answer is an explicit refusal)
+    assert s.unparsed_rate == pytest.approx(6 * 100 / 36)
     assert s.missing == []
 
 

@@ -62,6 +62,7 @@ def test_sweep_trials_expand_seeds_only_where_calibration_is_read():
         ("seeds: []\n", "at least one calibration seed"),
         ("name: [unclosed\n", "not valid YAML"),
         ("- a list\n", "a sweep spec is a mapping"),
+        ("eval: {dt_reference: paper}\n", "eval.dt_reference: Input should be 'fork' or 'upstream'"),
     ],
 )
 def test_bad_sweep_specs_fail_naming_the_field(tmp_path, text, message):
@@ -70,6 +71,16 @@ def test_bad_sweep_specs_fail_naming_the_field(tmp_path, text, message):
     with pytest.raises(SpecError) as e:
         load_sweep_spec(path)
     assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_dt_reference_defaults_to_the_fork_and_reaches_the_context(tmp_path):
+    from trustray.pipeline import eval_context
+
+    assert SweepSpec().eval.dt_reference == "fork"
+    path = tmp_path / "spec.yaml"
+    path.write_text("eval: {dt_reference: upstream}\n")
+    trial = load_sweep_spec(path).trials()[0]
+    assert eval_context(trial).dt_reference == "upstream"
 
 
 def test_missing_spec_file(tmp_path):

@@ -299,3 +299,40 @@ def test_cli_writes_report(known, tmp_path: Path):
 def test_perspective_order_is_the_papers():
     trust, utility = ordered(["toxicity", "mmlu", "advglue", "privacy", "ood", "fairness", "zzz"])
     assert trust == ["advglue", "ood", "fairness", "privacy", "toxicity", "zzz"] and utility == ["mmlu"]
+
+
+def test_unparsed_rate_and_reference_reported(tmp_path: Path):
+    """Both rates per perspective, and the DecodingTrust reference in the header of both pages."""
+    from trustray.report.scores import registered_benchmarks
+
+    cfg = config("d0", "none")
+    rows = [
+        row(cfg, "mmlu", f"mmlu/x/f/{i}", correct=i < 2, label=["B", "B", None, "C"][i], gold="B",
+            unparsed=i == 2, scenario="x", scorer_version="mmlu/2;dt=upstream")
+        for i in range(4)
+    ]
+    glue = {"source": "advglue-dev", "task": "sst2"}
+    rows += [
+        row(cfg, "advglue", f"advglue/s/f/{i}", correct=i == 0, label=["1", None, "0", None][i], gold="1",
+            unparsed=i % 2 == 1, scenario="advglue-dev/sst2", meta=glue,
+            scorer_version="advglue/2;dt=upstream")
+        for i in range(4)
+    ]
+    rows += [
+        row(cfg, "machine_ethics", f"machine_ethics/zero_shot/f/{i}", correct=i == 0, label="wrong",
+            gold="wrong", scenario="zero_shot", meta={"kind": "accuracy"},
+            scorer_version="machine_ethics/2;dt=upstream")
+        for i in range(2)
+    ]
+    write_run(tmp_path / "run", rows)
+    files, tables = write_report(tmp_path / "run", benchmarks=registered_benchmarks(),
+                                 spec=BootstrapSpec(n_resamples=100))
+    s = tables.summary.iloc[0]
+    assert s["mmlu_refusal"] == pytest.approx(25.0) and s["mmlu_unparsed"] == pytest.approx(25.0)
+    assert s["advglue_refusal"] == pytest.approx(50.0) and s["advglue_unparsed"] == pytest.approx(50.0)
+    assert s["machine_ethics_unparsed"] == 0
+    assert tables.dt_reference == "upstream"
+    md = files.summary_md.read_text()
+    assert "DecodingTrust reference: upstream." in md and "## Unparsed answers (%)" in md
+    html = files.html.read_text()
+    assert "DecodingTrust reference: <strong>upstream</strong>" in html and 'id="unparsed"' in html

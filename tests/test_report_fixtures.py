@@ -32,7 +32,8 @@ def config(
 def row(cfg: dict[str, Any], perspective: str, item_id: str, gen: int = 0, *, correct: bool | None = None,
         score: float | None = None, refused: bool = False, text: str = "ok", scenario: str = "s",
         gold: str | None = None, label: str | None = None, meta: dict | None = None,
-        extra: dict | None = None, profile: str = "smoke") -> dict[str, Any]:
+        extra: dict | None = None, profile: str = "smoke", unparsed: bool = False,
+        scorer_version: str | None = None) -> dict[str, Any]:
     """One full result row; every schema field is set."""
     return {
         "schema_version": SCHEMA_VERSION, "run_id": RUN_ID, "model_name": "smollm2-135m",
@@ -43,8 +44,8 @@ def row(cfg: dict[str, Any], perspective: str, item_id: str, gen: int = 0, *, co
         "prompt_hash": "h", "seed": 1, "temperature": 0.0, "top_p": 1.0, "top_k": 50, "max_tokens": 16,
         "n": 1, "output_text": text, "finish_reason": "stop", "prompt_tokens": 3, "output_tokens": 2,
         "latency_s": 0.01, "parsed_label": label, "gold": gold, "correct": correct, "refused": refused,
-        "score": score, "scorer_name": "local" if score is not None else None,
-        "scorer_version": "1" if score is not None else None,
+        "unparsed": unparsed, "score": score, "scorer_name": "local" if score is not None else None,
+        "scorer_version": scorer_version or ("1" if score is not None else None),
         "item_meta": json.dumps(meta or {}, sort_keys=True), "parsed_extra": json.dumps(extra or {}, sort_keys=True),
     }
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trustray.benchmarks.base import Profile, RenderMode
+from trustray.benchmarks.base import DtReference, Profile, RenderMode
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json, short_hash
 
 __all__ = [
@@ -48,6 +48,8 @@ class EvalSpec(_Spec):
     perspectives: tuple[str, ...] = ALL_PERSPECTIVES
     render: RenderMode = "chat_template"
     dt_template: str = "llama-2"
+    # DecodingTrust scoring to reproduce where the paper's fork and upstream differ
+    dt_reference: DtReference = "fork"
     run_seed: int = 0
     toxicity_scorer: str = "local-calibrated"
     perplexity: bool = True

@@ -104,7 +104,7 @@ def provenance(trial: TrialSpec, compressed: Any, run_id: str, config_id: str, d
 def eval_context(trial: TrialSpec) -> EvalContext:
     e = trial.eval
     return EvalContext(profile=e.profile, render=e.render, dt_template=e.dt_template, run_seed=e.run_seed,
-                       max_prompt_tokens=e.max_prompt_tokens)
+                       dt_reference=e.dt_reference, max_prompt_tokens=e.max_prompt_tokens)
 
 
 def plan(trial: TrialSpec, config_id: str, data: DataDir, ctx: EvalContext) -> dict[str, tuple[list[Item], list[Shard]]]:
@@ -269,7 +269,8 @@ def score_config(run_dir: Path, config_id: str, perspectives: tuple[str, ...] | 
         if rows.empty:
             continue
         s = perspective_score(rows, benchmarks)
-        out[p] = {"score": s.score, "refusal_rate": s.refusal_rate, "source": s.source,
+        out[p] = {"score": s.score, "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
+                  "source": s.source,
                   "n_items": s.n_items, "n_generations": s.n_generations}
         if not math.isfinite(s.score):
             out[p]["note"] = s.note

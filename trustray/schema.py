@@ -2,7 +2,9 @@
 
 Unscored values are null, never NaN: ``correct`` is null where a perspective has no notion of
 correctness (toxicity), ``score`` is null where no continuous score applies, and calibration
-fields are null for the dense baseline. Nested values (item metadata, parse extras, sampling
+fields are null for the dense baseline. ``scorer_version`` names the perspective's scoring rules
+and the DecodingTrust reference (``machine_ethics/2;dt=fork``), plus the toxicity scorer's
+version on toxicity rows. Nested values (item metadata, parse extras, sampling
 parameters) are canonical JSON strings so every reader (pyarrow, DuckDB, Polars, pandas,
 ``ray.data``) sees the same flat table.
 """
@@ -56,7 +58,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("parsed_label", pa.string()),
         pa.field("gold", pa.string()),
         pa.field("correct", pa.bool_()),
-        pa.field("refused", pa.bool_(), nullable=False),
+        pa.field("refused", pa.bool_(), nullable=False),  # an explicit refusal
+        pa.field("unparsed", pa.bool_(), nullable=False),  # no valid label, and not an explicit refusal
         pa.field("score", pa.float64()),
         pa.field("scorer_name", pa.string()),
         pa.field("scorer_version", pa.string()),

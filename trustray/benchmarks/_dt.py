@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from trustray.benchmarks.base import EvalContext, Item
+from trustray.benchmarks.base import EvalContext, Item, Parsed
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams
 
@@ -88,3 +88,19 @@ def mean(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("mean of an empty sequence")
     return sum(values) / len(values)
+
+
+def no_label(parsed: Parsed) -> bool:
+    """Refused or unparsed: the answer gives no valid label."""
+    return parsed.refused or parsed.unparsed
+
+
+REFERENCE_NAMES = {
+    "fork": "the paper's fork (decoding-comp-trust/DecodingTrust)",
+    "upstream": "upstream AI-secure/DecodingTrust",
+}
+
+
+def reference_note(ctx: EvalContext) -> str:
+    """The result note naming the DecodingTrust reference the rows were scored against."""
+    return f"DecodingTrust reference: {ctx.dt_reference} ({REFERENCE_NAMES[ctx.dt_reference]})"

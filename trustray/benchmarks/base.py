@@ -20,8 +20,12 @@ from trustray.registry import Registry
 
 Profile = Literal["smoke", "quick", "paper"]
 RenderMode = Literal["chat_template", "dt_compat"]
+# Which DecodingTrust scoring code to reproduce where the two differ (fairness, stereotype):
+# the paper's fork (decoding-comp-trust/DecodingTrust) or upstream AI-secure/DecodingTrust.
+DtReference = Literal["fork", "upstream"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 RENDER_MODES: tuple[str, ...] = get_args(RenderMode)
+DT_REFERENCES: tuple[str, ...] = get_args(DtReference)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class EvalContext:
     render: RenderMode = "chat_template"
     dt_template: str = "llama-2"  # FastChat template reproduced by render="dt_compat"
     run_seed: int = 0
+    dt_reference: DtReference = "fork"
     # Token budget for prompts that trim demos to fit (MMLU). ``count_tokens`` is supplied by
     # the caller (the model's tokenizer); without it a conservative chars/4 estimate is used.
     max_prompt_tokens: int = 2048
@@ -42,6 +47,10 @@ class EvalContext:
             raise ValueError(f"unknown profile {self.profile!r} (known: {', '.join(PROFILES)})")
         if self.render not in RENDER_MODES:
             raise ValueError(f"unknown render mode {self.render!r} (known: {', '.join(RENDER_MODES)})")
+        if self.dt_reference not in DT_REFERENCES:
+            raise ValueError(
+                f"unknown DecodingTrust reference {self.dt_reference!r} (known: {', '.join(DT_REFERENCES)})"
+            )
 
     def tokens(self, text: str) -> int:
         return self.count_tokens(text) if self.count_tokens else len(text) // 4 + 1
@@ -61,11 +70,17 @@ class Item:
 
 @dataclass(frozen=True)
 class Parsed:
-    """One parsed generation. ``refused`` covers refusals and unparseable answers."""
+    """One parsed generation.
+
+    ``refused``: an explicit refusal (the perspective's refusal phrases or keywords matched).
+    ``unparsed``: an answer with no valid label that is not an explicit refusal. The two never
+    both hold. Each perspective's score and refusal rate count them as its source does.
+    """
 
     label: str | None
     correct: bool | None = None
     refused: bool = False
+    unparsed: bool = False
     score: float | None = None  # a continuous per-generation value, e.g. toxicity
     to_score: str | None = None  # text the evaluator must send to the toxicity scorer
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -83,11 +98,15 @@ class ScoredRow:
 
 @dataclass
 class PerspectiveScore:
-    """A perspective's result: score and refusal rate in 0–100, plus named components."""
+    """A perspective's result: score, refusal rate and unparsed rate in 0–100, plus named
+    components. The refusal rate is the source's own (which counts unparseable answers as
+    refusals in some perspectives); the unparsed rate is the share of answers with no valid
+    label that are not explicit refusals, weighted as the refusal rate is."""
 
     perspective: str
     score: float
     refusal_rate: float
+    unparsed_rate: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # components that could not be computed
     notes: list[str] = field(default_factory=list)  # deviations from the source, data used…
@@ -99,6 +118,7 @@ class Benchmark(Protocol):
     """A perspective (or MMLU). Implementations are plain objects registered by name."""
 
     name: str
+    version: str  # of the item selection, parse and aggregate rules; part of each row's scorer version
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]: ...
 
@@ -134,6 +154,22 @@ def stratified_subset(
         rng = random.Random(f"{seed}|{k!r}")
         keep.update(idx if len(idx) <= per_stratum else rng.sample(idx, per_stratum))
     return [it for i, it in enumerate(items) if i in keep]
+
+
+def scorer_version(bench: Benchmark, ctx: EvalContext, toxicity: str | None = None) -> str:
+    """The ``scorer_version`` of a result row: ``<perspective>/<version>;dt=<reference>``, plus
+    ``;tox=<toxicity scorer version>`` where a toxicity scorer scored the row."""
+    version = f"{bench.name}/{bench.version};dt={ctx.dt_reference}"
+    return version if toxicity is None else f"{version};tox={toxicity}"
+
+
+def dt_reference_of(version: str | None) -> str | None:
+    """The DecodingTrust reference recorded in a row's ``scorer_version`` (None if absent)."""
+    for part in (version or "").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key == "dt":
+            return value
+    return None
 
 
 def item_seed(item: Item, ctx: EvalContext) -> int:

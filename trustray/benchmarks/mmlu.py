@@ -66,6 +66,8 @@ class MMLU:
     """Massive Multitask Language Understanding, 57 subjects."""
 
     name = NAME
+    # 2: answers that do not start with a choice letter are flagged unparsed, not refused
+    version = "2"
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         rows: list[tuple[str, int, list[str]]] = []
@@ -102,7 +104,7 @@ class MMLU:
     def parse(self, item: Item, text: str) -> Parsed:
         pred = text.lstrip()[:1].upper()
         if pred not in CHOICES:
-            return Parsed(label=None, correct=False, refused=True)
+            return Parsed(label=None, correct=False, unparsed=True)
         return Parsed(label=pred, correct=pred == item.gold)
 
     def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore:
@@ -114,7 +116,9 @@ class MMLU:
         return PerspectiveScore(
             perspective=NAME,
             score=100 * _dt.mean([bool(r.parsed.correct) for r in rows]),
-            refusal_rate=100 * _dt.mean([r.parsed.refused for r in rows]),
+            # the spec's refusal rate: answers that do not start with a choice letter
+            refusal_rate=100 * _dt.mean([_dt.no_label(r.parsed) for r in rows]),
+            unparsed_rate=100 * _dt.mean([r.parsed.unparsed for r in rows]),
             components={f"acc/{s}": 100 * _dt.mean(v) for s, v in sorted(by_subject.items())},
             notes=[f"micro-averaged over {len(rows)} questions from {len(by_subject)} subjects"],
             n_items=len({r.item.item_id for r in rows}),

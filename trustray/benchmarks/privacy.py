@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustray.benchmarks._consts import Constants
+from trustray.benchmarks._dt import reference_note
 from trustray.benchmarks.base import (
     BENCHMARKS,
     EvalContext,
@@ -83,6 +84,7 @@ def _mode_parts(mode: str) -> tuple[str, str]:
 
 class Privacy:
     name = NAME
+    version = "1"
 
     def __init__(self) -> None:
         self.consts = Constants(
@@ -261,6 +263,7 @@ class Privacy:
             f"Enron context-50/100/200 skipped: {_CONTEXT_FILE} is not in the data bundle; "
             "the Enron leak is the mean over the remaining modes",
             "PII values come from a generator seeded per (PII type, person), not the source's global seed",
+            reference_note(ctx),
         ]
         absent = [c for c in COMPONENTS if c not in leak]
         if absent:

@@ -22,6 +22,7 @@ from trustray.benchmarks.base import (
     stratified_subset,
 )
 from trustray.benchmarks._consts import Constants
+from trustray.benchmarks._dt import reference_note
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams
 from trustray.render import build_request
@@ -60,6 +61,7 @@ def clean_output(text: str, cleaning: dict) -> str:
 
 class Toxicity:
     name = NAME
+    version = "1"
 
     def __init__(self) -> None:
         self.consts = Constants(NAME, ("OUTPUT_CLEANING", "REFUSAL_TEMPLATES"))
@@ -131,6 +133,7 @@ class Toxicity:
             notes=[
                 "empty continuations score 0 (the source used -1)",
                 "toxicity values come from the configured scorer; absolute values differ between scorers",
+                reference_note(ctx),
             ],
             n_items=len({r.item.item_id for r in rows}),
             n_generations=len(rows),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trustray.benchmarks import BENCHMARKS
-from trustray.benchmarks.base import EvalContext, Item
+from trustray.benchmarks.base import EvalContext, Item, scorer_version
 from trustray.evaluate.plan import Shard
 from trustray.evaluate.store import is_committed, write_shard
 from trustray.generation import Generation, GenerationRequest
@@ -115,9 +115,12 @@ class Evaluator:
                     "gold": item.gold,
                     "correct": parsed.correct,
                     "refused": parsed.refused,
+                    "unparsed": parsed.unparsed,
                     "score": score if score is not None else parsed.score,
                     "scorer_name": self.scorer_name if parsed.to_score is not None else None,
-                    "scorer_version": self.scorer().version if parsed.to_score is not None else None,
+                    "scorer_version": scorer_version(
+                        bench, ctx, self.scorer().version if parsed.to_score is not None else None
+                    ),
                     "item_meta": _json(item.meta),
                     "parsed_extra": _json(parsed.extra),
                 }

@@ -36,7 +36,9 @@ def sample_generations(results: pd.DataFrame, configs: pd.DataFrame) -> dict[str
                 "setting": setting.get(r.config_id, r.config_id), "config_id": r.config_id,
                 "item_id": r.item_id, "label": "" if pd.isna(r.parsed_label) else str(r.parsed_label),
                 "correct": "" if pd.isna(r.correct) else ("yes" if r.correct else "no"),
-                "refused": "yes" if r.refused else "no", "score": num(r.score, 3),
+                "refused": "yes" if r.refused else "no",
+                "unparsed": "yes" if getattr(r, "unparsed", False) is True else "no",
+                "score": num(r.score, 3),
                 "text": r.output_text if len(r.output_text) <= SAMPLE_CHARS else r.output_text[:SAMPLE_CHARS] + "…",
             }
             for r in picked.itertuples(index=False)
@@ -88,6 +90,7 @@ def render_html(
     perspectives = [*t.trust, *t.utility]
     return template.render(
         run_name=run_name,
+        dt_reference=t.dt_reference,
         baseline=t.baseline.label if t.baseline else None,
         header=header, rows=rows, perspectives=perspectives, summary=t.summary.to_dict("records"),
         paired=t.paired.to_dict("records"), notes=t.notes,

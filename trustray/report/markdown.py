@@ -60,12 +60,19 @@ def render_markdown(t: Tables, run_name: str) -> str:
          pm(r["perplexity"], r["perplexity_std"])]
         for _, r in s.iterrows()
     ]
-    out += ["Scores in 0–100 (higher is more trustworthy), mean ± std over calibration seeds.", "",
+    out += ["Scores in 0–100 (higher is more trustworthy), mean ± std over calibration seeds.",
+            f"DecodingTrust reference: {t.dt_reference or 'not recorded'}.", "",
             _table(header, rows), ""]
-    out += ["## Refusal rates (%)", "",
-            _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],
-                   [[str(r["setting"]), *[num(r[f"{p}_refusal"]) for p in [*t.trust, *t.utility]]]
-                    for _, r in s.iterrows()]), ""]
+    for title, key, legend in (
+        ("Refusal rates (%)", "refusal",
+         "Each perspective's own refusal rate, as its DecodingTrust source counts it."),
+        ("Unparsed answers (%)", "unparsed",
+         "Answers with no valid label that are not explicit refusals."),
+    ):
+        out += [f"## {title}", "", legend, "",
+                _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],
+                       [[str(r["setting"]), *[num(r[f"{p}_{key}"]) for p in [*t.trust, *t.utility]]]
+                        for _, r in s.iterrows()]), ""]
     out += ["## 95 % confidence intervals", "",
             "Over calibration seeds where a setting has several; over items (labelled) where it has one.", "",
             _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],

@@ -11,7 +11,17 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from trustray.benchmarks.base import PROFILES, RENDER_MODES, Benchmark, EvalContext, Item, Parsed, ScoredRow
+from trustray.benchmarks.base import (
+    DT_REFERENCES,
+    PROFILES,
+    RENDER_MODES,
+    Benchmark,
+    EvalContext,
+    Item,
+    Parsed,
+    ScoredRow,
+    dt_reference_of,
+)
 from trustray.report.outcomes import item_outcomes
 
 AGGREGATE = "aggregate"
@@ -34,6 +44,7 @@ class Score:
     refusal_rate: float
     source: str  # AGGREGATE or ITEM_MEAN
     note: str = ""
+    unparsed_rate: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
     n_items: int = 0
     n_generations: int = 0
@@ -80,6 +91,7 @@ def scored_rows(rows: pd.DataFrame) -> list[ScoredRow]:
             label=_opt(r.parsed_label),
             correct=None if correct is None else bool(correct),
             refused=bool(r.refused),
+            unparsed=bool(_opt(getattr(r, "unparsed", None))),
             score=None if score is None else float(score),
             extra=_json(_opt(r.parsed_extra)),
         )
@@ -87,13 +99,24 @@ def scored_rows(rows: pd.DataFrame) -> list[ScoredRow]:
     return out
 
 
+def dt_references(rows: pd.DataFrame) -> list[str]:
+    """The DecodingTrust references recorded in the rows' scorer versions."""
+    versions = rows["scorer_version"].dropna().unique() if "scorer_version" in rows else []
+    return sorted({ref for v in versions if (ref := dt_reference_of(v)) is not None})
+
+
 def eval_context(rows: pd.DataFrame) -> EvalContext:
-    """The context the rows were produced under (profile, render mode), as far as recorded."""
+    """The context the rows were produced under (profile, render mode, DecodingTrust reference),
+    as far as recorded; rows that mix references are an error (their scores would mean nothing)."""
     profile = rows["profile"].iloc[0]
     render = rows["render_mode"].iloc[0]
+    refs = dt_references(rows)
+    if len(refs) > 1:
+        raise ValueError(f"rows mix DecodingTrust references {refs}; score each reference's rows apart")
     return EvalContext(
         profile=profile if profile in PROFILES else "smoke",
         render=render if render in RENDER_MODES else "chat_template",
+        dt_reference=refs[0] if refs and refs[0] in DT_REFERENCES else "fork",
     )
 
 
@@ -105,6 +128,8 @@ def fallback_score(rows: pd.DataFrame, note: str, items: pd.DataFrame | None = N
         config_id=str(rows["config_id"].iloc[0]), perspective=str(rows["perspective"].iloc[0]),
         score=100.0 * float(valid.mean()) if len(valid) else math.nan,
         refusal_rate=100.0 * float(rows["refused"].astype(float).mean()),
+        unparsed_rate=100.0 * float(rows["unparsed"].fillna(False).astype(float).mean())
+        if "unparsed" in rows else 0.0,
         source=ITEM_MEAN, note=note, n_items=int(items.shape[0]), n_generations=int(rows.shape[0]),
     )
 
@@ -124,14 +149,16 @@ def perspective_score(rows: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd
         return fallback_score(rows, msg, items)
     return Score(
         config_id=str(rows["config_id"].iloc[0]), perspective=perspective,
-        score=float(ps.score), refusal_rate=float(ps.refusal_rate), source=AGGREGATE,
+        score=float(ps.score), refusal_rate=float(ps.refusal_rate), unparsed_rate=float(ps.unparsed_rate),
+        source=AGGREGATE,
         note="; ".join([*ps.notes, *(f"missing: {m}" for m in ps.missing)]),
         components=dict(ps.components), n_items=int(ps.n_items), n_generations=int(ps.n_generations),
     )
 
 
 def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> pd.DataFrame:
-    """One row per (config_id, perspective): score, refusal_rate, source, note, n_items.
+    """One row per (config_id, perspective): score, refusal_rate, unparsed_rate, dt_reference,
+    source, note, n_items.
     ``items`` are the item outcomes of ``results``."""
     records = []
     by_block = dict(iter(items.groupby(["config_id", "perspective"], sort=False)))
@@ -140,7 +167,8 @@ def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.
         records.append(
             {
                 "config_id": s.config_id, "perspective": s.perspective, "score": s.score,
-                "refusal_rate": s.refusal_rate, "source": s.source, "note": s.note,
+                "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
+                "dt_reference": ",".join(dt_references(rows)), "source": s.source, "note": s.note,
                 "n_items": s.n_items, "n_generations": s.n_generations,
             }
         )

@@ -47,6 +47,7 @@ class Tables:
     utility: list[str]
     baseline: Baseline | None
     notes: list[str] = field(default_factory=list)
+    dt_reference: str = ""  # the DecodingTrust reference(s) the rows were scored against, comma-joined
 
 
 def _setting_label(row: pd.Series) -> str:
@@ -152,6 +153,7 @@ def build_tables(
             row[f"{p}_ci_high"] = st.ci_high
             row[f"{p}_ci_over"] = st.ci_over
             row[f"{p}_refusal"] = float(ps["refusal_rate"].mean()) if len(ps) else math.nan
+            row[f"{p}_unparsed"] = float(ps["unparsed_rate"].mean()) if len(ps) else math.nan
             row[f"{p}_source"] = ",".join(sorted(set(ps["source"])))
         # average trust score per config (seed), then statistics over seeds
         per_cfg = sc[sc["perspective"].isin(trust)].groupby("config_id")["score"].mean()
@@ -178,15 +180,17 @@ def build_tables(
     return Tables(
         summary=summary, scores=scores, paired=pd.DataFrame.from_records(paired_rows), configs=configs,
         trust=trust, utility=utility, baseline=base, notes=notes,
+        dt_reference=",".join(sorted({r for refs in scores["dt_reference"] for r in refs.split(",") if r})),
     )
 
 
 def _column_order(summary: pd.DataFrame, trust: list[str], utility: list[str]) -> list[str]:
-    """The paper's layout first (identity, trust scores, average, utility, refusal rates),
+    """The paper's layout first (identity, trust scores, average, utility, refusal and unparsed rates),
     then statistics and paired columns per perspective."""
     head = [
         "setting", *SETTING_COLS, "calib_seeds", "n_configs", "model_size_bytes", "is_baseline",
         *trust, "avg_trust", *utility, "perplexity", *[f"{p}_refusal" for p in [*trust, *utility]],
+        *[f"{p}_unparsed" for p in [*trust, *utility]],
         "avg_trust_std", "avg_trust_ci_low", "avg_trust_ci_high", "avg_trust_delta", "n_trust_perspectives",
         "perplexity_std",
     ]
