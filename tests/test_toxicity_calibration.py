@@ -223,7 +223,8 @@ def test_evaluator_rows_record_the_calibrated_scorer_and_its_data(
     rows = read_config_rows(tmp_path / "run", "cfg").to_pylist()
     cal, sha = load_calibration()
     assert rows and {r["scorer_name"] for r in rows} == {"local-calibrated"}
-    assert {r["scorer_version"] for r in rows} == {LocalCalibratedScorer().version}
+    # the row's scorer version names the perspective's rules, then the toxicity scorer's version
+    assert {r["scorer_version"].split(";tox=")[-1] for r in rows} == {LocalCalibratedScorer().version}
     assert all(f"data=sha256:{cal.data_sha256[:16]}" in r["scorer_version"] for r in rows)
     by_text = {r["output_text"]: r["score"] for r in rows}
     assert by_text["what a lovely day"] < 0.5 <= by_text["shut the f**k up, you a**hole"]
