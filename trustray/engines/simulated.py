@@ -70,8 +70,8 @@ class ThroughputModel:
 
 @dataclass(frozen=True)
 class SimulatedOptions:
-    """A simulated engine: which GPU and model size it stands for, and how much faster than
-    real time it runs (``time_scale=0.01`` sleeps 1 % of the modelled GPU time)."""
+    """A simulated engine: which GPU and model size it stands for, and the factor from modelled
+    GPU time to the time it sleeps (``0.01``: a hundred times faster than the GPU; ``4``: slower)."""
 
     gpu: str = "A100"
     params_b: float = REFERENCE_PARAMS_B
