@@ -123,7 +123,9 @@ def start_fake_cluster(temp_dir: Path, *, head_cpus: float, worker_types: Mappin
     ray_bin = str(Path(sys.executable).parent / "ray")
     cmd = [ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={head_cpus:g}", "--num-gpus=0",
            f"--autoscaling-config={config}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-           "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+           "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+           # the agent's default HTTP port (52365) is taken whenever another Ray runs on this machine
+           f"--dashboard-agent-listen-port={free_port()}"]
     cluster = FakeCluster(temp_dir=temp_dir, address=gcs, env=env)
     try:
         subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
