@@ -79,11 +79,16 @@ class EvalSpec(_Spec):
 class EngineSpec(_Spec):
     """How models are served: backend, dtype and the engine's fixed batch shape."""
 
-    backend: Literal["auto", "hf", "vllm"] = "auto"
+    # "simulated": a model-free engine timed by a GPU throughput model, for scale tests only.
+    backend: Literal["auto", "hf", "vllm", "simulated"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     batch_size: int = Field(32, ge=1)
     bucket: int = Field(32, ge=1)
     deterministic: bool = True
+    # backend "simulated" only: the GPU and model size it stands for, and its speed-up over real time
+    simulated_gpu: Literal["A100", "H100"] = "A100"
+    simulated_params_b: float = Field(13.0, gt=0)
+    simulated_time_scale: float = Field(1.0, gt=0, le=1000)
 
 
 class ResourceSpec(_Spec):
@@ -116,6 +121,13 @@ class TrialSpec(_Spec):
     eval: EvalSpec = EvalSpec()
     engine: EngineSpec = EngineSpec()
     resources: ResourceSpec = ResourceSpec()
+
+    @model_validator(mode="after")
+    def _simulated_has_no_perplexity(self) -> TrialSpec:
+        if self.engine.backend == "simulated" and self.eval.perplexity:
+            raise ValueError("engine.backend 'simulated' has no model to measure perplexity with; "
+                             "set eval.perplexity: false")
+        return self
 
     def label(self) -> str:
         seed = f"-seed{self.calibration.seed}" if self.calibration else ""

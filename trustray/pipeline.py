@@ -18,7 +18,7 @@ from typing import Any
 
 from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
-from trustray.config import TrialSpec
+from trustray.config import EngineSpec, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, plan_shards
 from trustray.evaluate.store import is_committed, read_config_rows, write_table_atomic
@@ -119,6 +119,20 @@ def plan(trial: TrialSpec, config_id: str, data: DataDir, ctx: EvalContext) -> d
     return out
 
 
+def engine_options(eng: EngineSpec) -> Any:
+    """The serving engine's options for ``eng``: ``SimulatedOptions`` for the simulated backend,
+    else the HF engine's ``EngineOptions``."""
+    if eng.backend == "simulated":
+        from trustray.engines.simulated import SimulatedOptions
+
+        return SimulatedOptions(gpu=eng.simulated_gpu, params_b=eng.simulated_params_b,
+                                time_scale=eng.simulated_time_scale)
+    from trustray.engines.hf import EngineOptions
+
+    return EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
+                         deterministic=eng.deterministic)
+
+
 def run_config(
     trial: TrialSpec,
     run_dir: Path,
@@ -132,7 +146,6 @@ def run_config(
     from ray.util import ActorPool
 
     from trustray.compress import compress
-    from trustray.engines.hf import EngineOptions
     from trustray.evaluate.actor import EvaluatorActor
     from trustray.serve import ServingOptions, build_model_app, model_handle
 
@@ -161,11 +174,10 @@ def run_config(
         eng = trial.engine
         res = trial.resources
         app = build_model_app(
-            compressed.path,
-            engine_options=EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
-                                         deterministic=eng.deterministic),
-            backend=eng.backend, name=config_id, num_cpus=res.model_cpus,
-            serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas),
+            compressed.path, engine_options=engine_options(eng), backend=eng.backend, name=config_id,
+            num_cpus=res.model_cpus,
+            serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas,
+                                   num_gpus=res.model_gpus),
         )
         _status(progress, f"deploying {label} as Serve app {config_id}")
         serve.run(app, name=config_id, route_prefix=f"/{config_id}")

@@ -13,6 +13,8 @@ from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 SHARD_GLOB = "config=*/perspective=*/shard-*.parquet"
 PERPLEXITY_GLOB = "config=*/perplexity.parquet"
 ROW_KEY = ["config_id", "perspective", "item_id", "generation_index"]
+#: ``engine_name`` of rows from the simulated engine (``trustray.engines.simulated``).
+SIMULATED_ENGINE = "simulated"
 
 
 class ReportError(ValueError):
@@ -47,6 +49,12 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
     if versions - {SCHEMA_VERSION}:
         raise ReportError(
             f"results of {run} have schema version(s) {sorted(versions)}; this report reads {SCHEMA_VERSION}"
+        )
+    engines = set(table.column("engine_name").unique().to_pylist())
+    if SIMULATED_ENGINE in engines and engines != {SIMULATED_ENGINE}:
+        raise ReportError(
+            f"results of {run} mix the simulated engine (scale tests, no model) with real engines "
+            f"({', '.join(sorted(engines - {SIMULATED_ENGINE}))}); report them from separate run directories"
         )
     df = table.to_pandas()
     df = df.drop_duplicates().sort_values(ROW_KEY, kind="stable").reset_index(drop=True)

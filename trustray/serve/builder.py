@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trustray.models import ResolvedModel, resolve_model
 
-Backend = Literal["auto", "hf", "vllm"]
-BACKENDS: tuple[str, ...] = ("auto", "hf", "vllm")
+Backend = Literal["auto", "hf", "vllm", "simulated"]
+BACKENDS: tuple[str, ...] = ("auto", "hf", "vllm", "simulated")
 
 
 class ServingOptions(BaseModel):
@@ -56,8 +56,9 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_backend(backend: str) -> Literal["hf", "vllm"]:
-    """The concrete backend for ``backend`` (``auto`` → vLLM with a GPU and vLLM, else HF)."""
+def resolve_backend(backend: str) -> Literal["hf", "vllm", "simulated"]:
+    """The concrete backend for ``backend`` (``auto`` → vLLM with a GPU and vLLM, else HF;
+    ``simulated`` only when asked for by name)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown serving backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":

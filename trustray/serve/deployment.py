@@ -54,7 +54,7 @@ def _reply(result: dict[str, Any] | list[dict[str, Any]]) -> Response:
 )
 @serve.ingress(api)
 class ModelDeployment:
-    """One replica: an ``HFEngine`` behind the dynamic batcher."""
+    """One replica: an ``HFEngine`` (or a ``SimulatedEngine``) behind the dynamic batcher."""
 
     def __init__(self, model: Any, engine_options: Any = None, server_options: dict[str, Any] | None = None,
                  torch_threads: int | None = None) -> None:
@@ -70,10 +70,12 @@ class ModelDeployment:
 
     def stats(self) -> dict[str, Any]:
         """This replica's batching counters, thread count and replica id."""
-        import torch
+        import sys
 
+        torch = sys.modules.get("torch")  # a simulated engine never imports it
         replica = serve.get_replica_context().replica_id.unique_id
-        return {**self.server.stats(), "torch_threads": torch.get_num_threads(), "replica": replica}
+        threads = torch.get_num_threads() if torch is not None else 0
+        return {**self.server.stats(), "torch_threads": threads, "replica": replica}
 
     def check_health(self) -> None:
         if not self.server.healthy():

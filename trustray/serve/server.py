@@ -253,7 +253,12 @@ class ModelServer:
 
     @classmethod
     def load(cls, model: Any, engine_options: Any = None, **kwargs: Any) -> ModelServer:
-        """Load ``model`` (name, path or ``ResolvedModel``) into an ``HFEngine`` and serve it."""
+        """Load ``model`` (name, path or ``ResolvedModel``) into an ``HFEngine`` and serve it, or
+        into a ``SimulatedEngine`` when ``engine_options`` are ``SimulatedOptions``."""
+        from trustray.engines.simulated import SimulatedEngine, SimulatedOptions
+
+        if isinstance(engine_options, SimulatedOptions):
+            return cls(SimulatedEngine(model, engine_options), **kwargs)
         from trustray.engines.hf import HFEngine
 
         return cls(HFEngine(model, engine_options), **kwargs)
