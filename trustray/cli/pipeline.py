@@ -112,7 +112,7 @@ def evaluate(
     from trustray.data import DataDir
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
-    from trustray.sweep import init_ray, start_serve
+    from trustray.sweep import check_or_record_eval, init_ray, start_serve
 
     comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity, structure=structure)
     calib = CalibrationSpec(num_samples=samples, seed=seed)
@@ -123,9 +123,10 @@ def evaluate(
                       eval=EvalSpec(**eval_fields), engine=EngineSpec(batch_size=batch_size))
     DataDir(data_dir).verify_present()
     resolve_model(model)  # fail fast on an unknown model, before Ray starts
+    run_dir = Path(storage_path).expanduser().resolve() / run
+    check_or_record_eval(run_dir, trial)  # before Ray starts: a clash costs nothing
     init_ray(address)
     start_serve()
-    run_dir = Path(storage_path).expanduser().resolve() / run
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console) as bar:
         tasks: dict[str, int] = {}
