@@ -79,7 +79,7 @@ def radar(summary: pd.DataFrame, trust: list[str], baseline: str | None) -> byte
     for i, (_, r) in enumerate(summary.iterrows()):
         ax = fig.add_subplot(rows, cols, i + 1, projection="polar")
         for data, style in ((base, "--"), (summary.iloc[[i]], "-")):
-            if data.empty or (style == "--" and data.iloc[0]["setting"] == r["setting"]):
+            if not trust or data.empty or (style == "--" and data.iloc[0]["setting"] == r["setting"]):
                 continue
             vals = data.iloc[0][trust].astype(float).fillna(0.0).tolist()
             ax.plot(angles + angles[:1], vals + vals[:1], style, linewidth=1.5)
