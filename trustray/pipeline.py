@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trustray import identity
 from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
-from trustray import identity
 from trustray.config import CalibrationSpec, SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, plan_shards

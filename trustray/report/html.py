@@ -11,7 +11,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds
+from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds, text
 from trustray.report.perspectives import label
 from trustray.report.summary import Tables
 
@@ -66,7 +66,7 @@ def _table(t: Tables) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]
         n_seeds = -1 if pd.isna(r["calib_seeds"]) else int(r["calib_seeds"])
         rows.append([
             _cell(str(r["setting"]), str(r["setting"])), _cell(str(r["method"]), str(r["method"])),
-            _cell(compression(r), float(bits)), _cell(str(r["precision"] or ""), str(r["precision"] or "")),
+            _cell(compression(r), float(bits)), _cell(text(r["precision"]), text(r["precision"])),
             _cell(seeds(r["calib_seeds"]), n_seeds),
             _cell(num(r["weight_bytes"] / 1e6), float(r["weight_bytes"])),
             _cell(num(r["model_size_bytes"] / 1e6), float(r["model_size_bytes"])),

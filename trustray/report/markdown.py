@@ -41,6 +41,11 @@ def compression(r: pd.Series) -> str:
     return " ".join(parts)
 
 
+def text(value: object) -> str:
+    """A text cell; empty for null/NaN."""
+    return "" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def seeds(value: object) -> str:
     """The Seeds cell: the number of calibration seeds, or – for a method without calibration."""
     return "–" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(int(value))
@@ -52,7 +57,7 @@ def mb(value: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")
+    esc = lambda c: c.replace("|", "\\|") or "–"  # an empty cell reads as "not applicable / not computed"
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -63,7 +68,7 @@ SUMMARY_HEADER = ["Setting", "Method", "Bits / sparsity", "Precision", "Seeds", 
 
 def summary_cells(r: pd.Series) -> list[str]:
     """The identity cells of a summary row (shared by Markdown and HTML)."""
-    return [str(r["setting"]), str(r["method"]), compression(r), str(r["precision"] or ""), seeds(r["calib_seeds"]),
+    return [str(r["setting"]), str(r["method"]), compression(r), text(r["precision"]), seeds(r["calib_seeds"]),
             mb(r["weight_bytes"]), mb(r["model_size_bytes"])]
 
 
@@ -80,7 +85,8 @@ def render_markdown(t: Tables, run_name: str) -> str:
     out += ["Scores in 0–100 (higher is more trustworthy), mean ± std over calibration seeds. "
             "Precision: as served (W4A16 = 4-bit weights, 16-bit activations); Weights: the bytes the weights "
             "need at that precision; Disk: the checkpoint's files. Seeds: calibration seeds (– where the method "
-            "reads no calibration data).", "",
+            "reads no calibration data). – elsewhere: not applicable or not computed (e.g. perplexity switched off); "
+            "the notes say why.", "",
             _table(header, rows), ""]
     out += ["## Refusal rates (%)", "",
             _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from trustray.compress.spec import PRUNE_METHODS
 from trustray.identity import flat_identity, identity_from_row, setting_identity
 from trustray.report.intervals import (
     BlockScorer, Interval, item_interval, paired_item_interval, seed_interval,
@@ -193,6 +194,11 @@ def build_tables(
     notes = sorted({n for n in scores["note"] if n})
     if base is None:
         notes.append("no dense config (method 'none') in this run and no --baseline: no paired comparison")
+    if configs["method"].isin(PRUNE_METHODS).any():
+        notes.append(
+            "pruned checkpoints are stored and served dense (compressed-tensors has no sparse storage format "
+            "any more), so their weights and size on disk show no saving over the dense model"
+        )
     ppl = perplexity if perplexity is not None else pd.DataFrame(columns=["config_id", "perplexity", "tokens"])
     blocks = _Blocks(results, scores, benchmarks, spec)
 
