@@ -17,7 +17,8 @@ import pytest
 
 from conftest import SHARED_DATA
 
-pytestmark = pytest.mark.slow
+# two GPTQ compressions (cached after the first run) and three evaluations on a shared CPU
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "tests" / "specs" / "seed_variance_smoke.yaml"

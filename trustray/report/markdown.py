@@ -58,7 +58,7 @@ def mb(value: object) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     esc = lambda c: c.replace("|", "\\|") or "–"  # an empty cell reads as "not applicable / not computed"
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
