@@ -48,7 +48,10 @@ def test_two_seeds_pool_into_one_setting_with_intervals_containing_each_score(ru
     gptq = rows[rows["method"] == "gptq"]
     assert gptq["config_id"].nunique() == 2 and gptq["setting_id"].nunique() == 1
     assert gptq["config_id"].str.len().eq(16).all() and set(gptq["calib_seed"]) == {0, 1}
-    assert set(gptq["precision"]) == {"W4A16"} and (gptq["weight_bytes"] < rows["weight_bytes"].max()).all()
+    # activations at the served dtype: bf16 where the CPU has it, else fp32
+    act = {"bfloat16": "16", "float16": "16", "float32": "32"}
+    assert (gptq["precision"] == "W4A" + gptq["served_dtype"].map(act)).all()
+    assert (gptq["weight_bytes"] < rows["weight_bytes"].max()).all()
     s = pd.read_csv(run_dir / "report" / "summary.csv").set_index("setting")
     assert s.loc["gptq w4g64", "calib_seeds"] == 2 and math.isnan(s.loc["dense", "calib_seeds"])
     for setting in s.index:
