@@ -89,12 +89,12 @@ def test_smoke_sweep_commits_every_shard_once_and_reports_scores(sweep_run):
     # empty cell without a reason
     from trustray.report import write_report
 
-    files, tables = write_report(outcome.run_dir)
+    report_files, tables = write_report(outcome.run_dir)
     for _, r in tables.summary.iterrows():
         for p in ("stereotype", "mmlu"):
             assert r[f"{p}_ci_low"] <= r[p] <= r[f"{p}_ci_high"], (r["setting"], p)
     assert rows["setting_id"].nunique() == 2 and rows["config_id"].str.len().eq(16).all()
-    for line in files.summary_md.read_text().splitlines():
+    for line in report_files.summary_md.read_text().splitlines():
         if line.startswith("| ") and "---" not in line:
             cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
             assert all(cells), line
