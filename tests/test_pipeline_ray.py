@@ -85,6 +85,19 @@ def test_smoke_sweep_commits_every_shard_once_and_reports_scores(sweep_run):
         assert m["engine_replicas"] == 2 and m["engine_batches"] >= 2
         assert 0 < m["engine_busy_max_s"] <= m["eval_seconds"]
         assert m["engine_busy_max_s"] < m["engine_busy_s"] <= 2 * m["engine_busy_max_s"]
+    # the report has a CI for every perspective of every setting, containing its score, and no
+    # empty cell without a reason
+    from trustray.report import write_report
+
+    report_files, tables = write_report(outcome.run_dir)
+    for _, r in tables.summary.iterrows():
+        for p in ("stereotype", "mmlu"):
+            assert r[f"{p}_ci_low"] <= r[p] <= r[f"{p}_ci_high"], (r["setting"], p)
+    assert rows["setting_id"].nunique() == 2 and rows["config_id"].str.len().eq(16).all()
+    for line in report_files.summary_md.read_text().splitlines():
+        if line.startswith("| ") and "---" not in line:
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            assert all(cells), line
     # a finished sweep re-run does no new work and changes nothing
     from trustray.sweep import run_sweep
 

@@ -104,7 +104,8 @@ def close(a: float, b: float) -> bool:
 def test_settings_and_provenance(known):
     _, _, _, _, _, csv = known
     assert list(csv.index) == ["dense", "gptq w4g128", "wanda 50%"]
-    assert csv.loc["gptq w4g128", "calib_seeds"] == 3 and csv.loc["dense", "calib_seeds"] == 0
+    assert csv.loc["gptq w4g128", "calib_seeds"] == 3 and math.isnan(csv.loc["dense", "calib_seeds"])
+    assert csv["setting_id"].nunique() == 3 and csv.loc["wanda 50%", "precision"] == "bf16 50%-sparse"
     assert csv.loc["gptq w4g128", "model_size_bytes"] == pytest.approx((90 + 90 + 92) / 3 * 1e6)
     assert csv.loc["gptq w4g128", "bits"] == 4 and csv.loc["wanda 50%", "sparsity"] == 0.5
     assert csv["is_baseline"].tolist() == [True, False, False]
@@ -126,11 +127,13 @@ def test_scores_std_and_ci(known):
                 lo, hi = boot(seed_scores)
                 assert close(r[f"{p}_std"], float(np.std(seed_scores, ddof=1)))
                 assert r[f"{p}_ci_over"] == "seeds"
-            else:
+                assert close(r[f"{p}_ci_low"], lo) and close(r[f"{p}_ci_high"], hi), (setting, p)
+            else:  # a cluster bootstrap over items of the score (here the item mean): close to scipy's
                 lo, hi = boot([100 * item_outcome(p, g) for g in values[ids[0], p]])
                 assert math.isnan(r[f"{p}_std"])
                 assert r[f"{p}_ci_over"] == "items"
-            assert close(r[f"{p}_ci_low"], lo) and close(r[f"{p}_ci_high"], hi), (setting, p)
+                assert abs(r[f"{p}_ci_low"] - lo) < 4 and abs(r[f"{p}_ci_high"] - hi) < 4, (setting, p)
+            assert r[f"{p}_ci_low"] <= r[p] <= r[f"{p}_ci_high"]
         trust = [np.mean([config_score(values, c, p) for p in TRUST]) for c in ids]
         assert close(r["avg_trust"], float(np.mean(trust)))
         assert r["n_trust_perspectives"] == 3
@@ -149,20 +152,25 @@ def test_paired_deltas_flips_and_mcnemar(known):
             base = [item_outcome(p, g) for g in values["d0", p]]
             comp = np.mean([[item_outcome(p, g) for g in values[c, p]] for c in ids], axis=0)
             if setting == "dense":
-                assert math.isnan(r[f"{p}_item_delta"]) and r[f"{p}_flips_to_unsafe"] == 0
+                assert math.isnan(r[f"{p}_delta"]) and math.isnan(r[f"{p}_flips_to_unsafe"])
                 continue
-            d = [100 * (c - b) for b, c in zip(base, comp)]
-            lo, hi = boot(d)
-            down = sum(b > 0.5 and not c > 0.5 for b, c in zip(base, comp))
-            up = sum(c > 0.5 and not b > 0.5 for b, c in zip(base, comp))
-            assert close(r[f"{p}_item_delta"], float(np.mean(d)))
-            assert close(r[f"{p}_item_delta_ci_low"], lo) and close(r[f"{p}_item_delta_ci_high"], hi)
-            assert bool(r[f"{p}_changed"]) == (lo > 0 or hi < 0)
-            changed_seen.add(bool(r[f"{p}_changed"]))
-            assert (r[f"{p}_flips_to_unsafe"], r[f"{p}_flips_to_safe"]) == (down, up)
-            assert r[f"{p}_paired_items"] == N_ITEMS
             base_score = config_score(values, "d0", p)
             assert close(r[f"{p}_delta"], r[p] - base_score)
+            if len(ids) > 1:  # over seeds: each seed's score minus the baseline's
+                lo, hi = boot([config_score(values, c, p) - base_score for c in ids])
+                assert r[f"{p}_delta_ci_over"] == "seeds"
+                assert close(r[f"{p}_delta_ci_low"], lo) and close(r[f"{p}_delta_ci_high"], hi)
+            else:  # paired over items: close to a bootstrap of the item differences
+                lo, hi = boot([100 * (c - b) for b, c in zip(base, comp)])
+                assert r[f"{p}_delta_ci_over"] == "items"
+                assert abs(r[f"{p}_delta_ci_low"] - lo) < 5 and abs(r[f"{p}_delta_ci_high"] - hi) < 5, (setting, p)
+            assert r[f"{p}_delta_ci_low"] <= r[f"{p}_delta"] <= r[f"{p}_delta_ci_high"]
+            assert bool(r[f"{p}_changed"]) == (r[f"{p}_delta_ci_low"] > 0 or r[f"{p}_delta_ci_high"] < 0)
+            changed_seen.add(bool(r[f"{p}_changed"]))
+            down = sum(b > 0.5 and not c > 0.5 for b, c in zip(base, comp))
+            up = sum(c > 0.5 and not b > 0.5 for b, c in zip(base, comp))
+            assert (r[f"{p}_flips_to_unsafe"], r[f"{p}_flips_to_safe"]) == (down, up)
+            assert r[f"{p}_paired_items"] == N_ITEMS
             if len(ids) == 1 and p != "toxicity" and GENS[p] == 1:
                 assert close(r[f"{p}_mcnemar_p"], mcnemar(down, up))
             else:  # fractions or continuous outcomes: no McNemar
@@ -180,11 +188,13 @@ def test_outputs_agree_and_markdown(known):
     _, _, run, files, _, csv = known
     pq = pd.read_parquet(files.summary_parquet).set_index("setting")
     assert list(pq.columns) == list(csv.columns)
-    for col in ("fairness", "avg_trust", "toxicity_item_delta_ci_low", "mmlu_flips_to_safe"):
+    for col in ("fairness", "avg_trust", "toxicity_delta_ci_low", "mmlu_flips_to_safe"):
         assert np.allclose(pq[col].astype(float), csv[col].astype(float), equal_nan=True)
     assert files.out_dir == run / "report"
     md = files.summary_md.read_text()
-    assert "| Setting | Method | Bits / sparsity | Seeds | Size (MB) | Fairness | Stereotype | Toxicity | Avg trust | MMLU | PPL |" in md
+    assert ("| Setting | Method | Bits / sparsity | Precision | Seeds | Weights (MB) | Disk (MB) | Fairness | "
+            "Stereotype | Toxicity | Avg trust | MMLU | PPL |") in md
+    assert "| dense | none | dense | bf16 | – |" in md and "| W4A16 | 3 |" in md
     g = csv.loc["gptq w4g128"]
     assert f"{g['fairness']:.1f} ± {g['fairness_std']:.1f}" in md
     assert "'toxicity' is not a registered perspective" in md  # the fallback is labelled
@@ -232,7 +242,7 @@ def test_aggregate_path_rebuilds_rows_and_falls_back(tmp_path: Path):
     assert s["stereotype"] == pytest.approx(100 * 4 / 6) and s["stereotype_source"] == "item-mean"
     assert "profile quick" in tables.notes
     assert any("KeyError" in n for n in tables.notes)
-    assert math.isnan(s["fairness_item_delta"])  # dense only: nothing to compare
+    assert math.isnan(s["fairness_delta"])  # dense only: nothing to compare
 
 
 def test_explicit_baseline_and_errors(known, tmp_path: Path):

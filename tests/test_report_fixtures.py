@@ -10,6 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trustray import identity
+from trustray.compress.size import precision_label
+from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec
 from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 
 RUN_ID = "run-test"
@@ -18,14 +21,23 @@ RUN_ID = "run-test"
 def config(
     config_id: str, method: str, *, bits: int | None = None, sparsity: float | None = None,
     structure: str | None = None, seed: int | None = None, size: int = 1_000_000, group_size: int | None = None,
+    act_order: bool = False, seq_len: int = 512, weight_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """The provenance fields of one compression config (one calibration seed)."""
-    dense = method == "none"
+    """The provenance fields of one compression config (one calibration seed), built from specs
+    the way the pipeline builds them; ``config_id`` is given (short, readable), ``setting_id`` derived."""
+    comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity,
+                           structure=structure, act_order=act_order)
+    calib = None if method in ("none", "magnitude") else CalibrationSpec(num_samples=16, seq_len=seq_len,
+                                                                         seed=seed or 0)
+    ident = identity.config_identity(ModelSpec(), "fp0", comp, calib, EvalSpec(profile="smoke"), EngineSpec())
+    flat = dict(comp.model_dump(mode="json"), sparsity=comp.target_sparsity)
     return {
-        "config_id": config_id, "method": method, "bits": bits, "group_size": group_size,
-        "sparsity": sparsity, "structure": structure,
-        "calib_dataset": None if dense else "wikitext2", "calib_samples": None if dense else 16,
-        "calib_seed": seed, "model_size_bytes": size,
+        "config_id": config_id, "setting_id": identity.setting_id(ident), **flat,
+        "calib_dataset": calib.dataset if calib else None, "calib_samples": calib.num_samples if calib else None,
+        "calib_seq_len": calib.seq_len if calib else None, "calib_seed": calib.seed if calib else None,
+        "model_size_bytes": size, "weight_bytes": weight_bytes if weight_bytes is not None else size // 2,
+        "precision": precision_label(comp, "bfloat16"), "served_dtype": "bfloat16",
+        **identity.spec_columns(ident),
     }
 
 

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trustray import identity
 from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
-from trustray.config import EngineSpec, TrialSpec
+from trustray.config import CalibrationSpec, EngineSpec, SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, plan_shards
-from trustray.evaluate.store import is_committed, read_config_rows, write_table_atomic
+from trustray.evaluate.store import (
+    foreign_schema_message, is_committed, read_config_rows, stored_schema_versions, write_table_atomic,
+)
 from trustray.schema import SCHEMA_VERSION
 
 
@@ -75,24 +78,48 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def provenance(trial: TrialSpec, compressed: Any, run_id: str, config_id: str, data: DataDir,
-               engine_name: str, engine_version: str) -> dict[str, Any]:
-    """The columns every row of this config carries."""
+def config_identity(trial: TrialSpec, compressed: Any) -> dict[str, Any]:
+    """The identity of the config ``compressed`` was made for (resolved compression spec; no
+    calibration for methods that read none); its hash is the config id."""
+    return identity.config_identity(trial.model, compressed.base_fingerprint, compressed.compression,
+                                    compressed.calibration, trial.eval, trial.engine)
+
+
+# calibration spec fields whose flat column is not ``calib_<field>``
+_CALIB_COLUMN = {"num_samples": "calib_samples"}
+
+
+def flat_columns(compressed: Any) -> dict[str, Any]:
+    """The flat query columns, derived from the compression and calibration specs (every field
+    of each has a column; ``sparsity`` is the pruned fraction, also for an N:M structure)."""
     c, cal = compressed.compression, compressed.calibration
+    out: dict[str, Any] = dict(c.model_dump(mode="json"))
+    out["sparsity"] = c.target_sparsity
+    for name in type(cal or CalibrationSpec()).model_fields:
+        out[_CALIB_COLUMN.get(name, f"calib_{name}")] = getattr(cal, name) if cal else None
+    return out
+
+
+def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir,
+               engine_name: str, engine_version: str, served_dtype: str) -> dict[str, Any]:
+    """The columns every row of this config carries, built from the specs themselves."""
+    from trustray.compress.size import precision_label, weight_bytes
+    from trustray.models import resolve_model
+
+    ident = config_identity(trial, compressed)
+    base_path = compressed.path if compressed.compression.method == "none" else resolve_model(trial.model.name).path
     return {
         "run_id": run_id,
-        "config_id": config_id,
+        "config_id": identity.config_id(ident),
+        "setting_id": identity.setting_id(ident),
         "model_name": compressed.base_name,
         "model_fingerprint": compressed.base_fingerprint,
         "model_size_bytes": dir_size(compressed.path),
-        "method": c.method,
-        "bits": c.bits,
-        "group_size": c.group_size,
-        "sparsity": c.target_sparsity,
-        "structure": c.structure,
-        "calib_dataset": cal.dataset if cal else None,
-        "calib_samples": cal.num_samples if cal else None,
-        "calib_seed": cal.seed if cal else None,
+        "precision": precision_label(compressed.compression, served_dtype),
+        "served_dtype": served_dtype,
+        "weight_bytes": weight_bytes(base_path, compressed.compression, served_dtype),
+        **flat_columns(compressed),
+        **identity.spec_columns(ident),
         "profile": trial.eval.profile,
         "render_mode": trial.eval.render,
         "data_source": data.prompts_source,
@@ -152,9 +179,12 @@ def run_config(
     start = time.perf_counter()
     data = DataDir(data_dir)
     run_dir = Path(run_dir)
+    problem = foreign_schema_message(run_dir, stored_schema_versions(run_dir))
+    if problem:
+        raise SpecError(problem)
     _status(progress, f"compressing {trial.label()} (cached after the first time)")
     compressed = compress(trial.model.name, trial.compression, trial.calibration, data_dir=data.root)
-    config_id = compressed.key[:12]
+    config_id = identity.config_id(config_identity(trial, compressed))
     label = trial.label()
     ctx = eval_context(trial)
     plans = plan(trial, config_id, data, ctx)
@@ -184,8 +214,8 @@ def run_config(
         actors: list[Any] = []
         try:
             stats = _engine_stats(model_handle(config_id), 1)
-            prov = provenance(trial, compressed, run_id, config_id, data,
-                              stats.get("engine_name", eng.backend), stats.get("engine_version", "unknown"))
+            prov = provenance(trial, compressed, run_id, data, stats.get("engine_name", eng.backend),
+                              stats.get("engine_version", "unknown"), stats.get("engine_dtype") or eng.dtype)
             actors = [
                 EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer, str(data.root))
                 for _ in range(min(res.evaluators, len(pending)))
@@ -229,13 +259,23 @@ def _engine_stats(handle: Any, replicas: int) -> dict[str, Any]:
 
 
 def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compressed: Any) -> None:
-    """``configs/<id>.json``: the spec and checkpoint of a config, for humans and reports."""
+    """``configs/<id>.json``: the identity, spec and checkpoint of a config. A record that exists
+    must hold the same identity: rows of two different specs never share a config directory."""
     path = run_dir / "configs" / f"{config_id}.json"
+    ident = config_identity(trial, compressed)
     if path.exists():
+        previous = json.loads(path.read_text())
+        if previous.get("schema_version") != SCHEMA_VERSION or previous.get("identity") != ident:
+            raise SpecError(
+                f"{run_dir} already holds config {config_id} made by another spec or an older trustray "
+                f"(schema {previous.get('schema_version')}, this is {SCHEMA_VERSION}); "
+                "evaluate into a new run directory (another --run / --name)"
+            )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"config_id": config_id, "label": trial.label(), "checkpoint": str(compressed.path),
-            "trial": trial.model_dump(mode="json"), "schema_version": SCHEMA_VERSION}
+    body = {"config_id": config_id, "setting_id": identity.setting_id(ident), "label": trial.label(),
+            "checkpoint": str(compressed.path), "identity": ident, "trial": trial.model_dump(mode="json"),
+            "schema_version": SCHEMA_VERSION}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
     os.replace(tmp, path)

@@ -2,9 +2,15 @@
 
 Unscored values are null, never NaN: ``correct`` is null where a perspective has no notion of
 correctness (toxicity), ``score`` is null where no continuous score applies, and calibration
-fields are null for the dense baseline. ``scorer_version`` names the perspective's scoring rules
-and the DecodingTrust reference (``machine_ethics/2;dt=fork``), plus the toxicity scorer's
-version on toxicity rows. Nested values (item metadata, parse extras, sampling
+fields are null for methods that read no calibration data. ``scorer_version`` names the
+perspective's scoring rules and the DecodingTrust reference (``machine_ethics/2;dt=fork``), plus
+the toxicity scorer's version on toxicity rows.
+
+Identity (version 2): ``config_id`` and ``setting_id`` (``trustray.identity``) are hashes of
+the specs in the ``*_spec`` columns, which hold each spec as canonical JSON, so every spec
+field reaches every row. The flat columns beside them (method, bits, ..., calib_seed) are a
+query convenience derived from those specs. Version 1 rows lack the spec columns and had
+config ids that pooled settings; they are refused with instructions. Nested values (item metadata, parse extras, sampling
 parameters) are canonical JSON strings so every reader (pyarrow, DuckDB, Polars, pandas,
 ``ray.data``) sees the same flat table.
 """
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -21,17 +27,29 @@ RESULT_SCHEMA = pa.schema(
         pa.field("schema_version", pa.int32(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("config_id", pa.string(), nullable=False),
+        pa.field("setting_id", pa.string(), nullable=False),
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_fingerprint", pa.string(), nullable=False),
-        pa.field("model_size_bytes", pa.int64()),
+        pa.field("model_size_bytes", pa.int64()),  # the checkpoint's files on disk
+        pa.field("precision", pa.string()),  # as served: "bf16", "W4A16", "bf16 2:4-sparse", ...
+        pa.field("served_dtype", pa.string()),  # the engine's compute dtype, e.g. "bfloat16"
+        pa.field("weight_bytes", pa.int64()),  # bytes the weights need at that precision
         pa.field("method", pa.string(), nullable=False),  # none | gptq | awq | sparsegpt | wanda | magnitude
         pa.field("bits", pa.int32()),
         pa.field("group_size", pa.int32()),
-        pa.field("sparsity", pa.float64()),
+        pa.field("act_order", pa.bool_()),
+        pa.field("sparsity", pa.float64()),  # fraction pruned (1 - N/M for a structure)
         pa.field("structure", pa.string()),  # "2:4", "4:8" or null (unstructured)
         pa.field("calib_dataset", pa.string()),
         pa.field("calib_samples", pa.int32()),
+        pa.field("calib_seq_len", pa.int32()),
         pa.field("calib_seed", pa.int32()),
+        # every spec as canonical JSON (trustray.identity.spec_columns); calibration null without one
+        pa.field("model_spec", pa.string(), nullable=False),
+        pa.field("compression_spec", pa.string(), nullable=False),
+        pa.field("calibration_spec", pa.string()),
+        pa.field("eval_spec", pa.string(), nullable=False),
+        pa.field("engine_spec", pa.string(), nullable=False),
         pa.field("profile", pa.string(), nullable=False),
         pa.field("render_mode", pa.string(), nullable=False),
         pa.field("data_source", pa.string()),

@@ -42,8 +42,18 @@ def run_dir_for(spec: SweepSpec, storage_path: str | None = None) -> Path:
     return Path(storage_path or spec.storage_path).expanduser().resolve() / spec.name
 
 
+def check_schema(run_dir: Path) -> None:
+    """Refuse a run directory holding results of another schema version, saying what to do."""
+    from trustray.evaluate.store import foreign_schema_message, stored_schema_versions
+
+    problem = foreign_schema_message(run_dir, stored_schema_versions(run_dir))
+    if problem:
+        raise SpecError(problem)
+
+
 def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
     """Record the spec in a new run directory; refuse to resume one made by a different spec."""
+    check_schema(run_dir)
     path = run_dir / "sweep.json"
     body = spec.model_dump(mode="json")
     body.pop("storage_path", None)
@@ -57,6 +67,34 @@ def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".sweep.json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def check_or_record_eval(run_dir: Path, trial: TrialSpec) -> None:
+    """``trustray eval``'s counterpart of :func:`check_or_record_spec`: a run directory records
+    the evaluation and engine specs of its first eval; an eval with other specs is refused
+    (compression configs may differ: each is its own config)."""
+    from trustray.identity import run_identity
+    from trustray.schema import SCHEMA_VERSION
+
+    check_schema(run_dir)
+    path = run_dir / "eval.json"
+    body = {**run_identity(trial.eval, trial.engine), "schema_version": SCHEMA_VERSION}
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != body:
+            diff = sorted(
+                f"{spec}.{k}" for spec in ("eval", "engine") for k in set(body[spec]) | set(previous.get(spec) or {})
+                if body[spec].get(k) != (previous.get(spec) or {}).get(k)
+            ) or ["schema_version"]
+            raise SpecError(
+                f"{run_dir} holds evaluations made with other settings ({', '.join(diff)} differ); "
+                "evaluate into another run directory (--run NAME) or remove it"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".eval.json.tmp")
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
     os.replace(tmp, path)
 

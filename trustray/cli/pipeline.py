@@ -41,6 +41,12 @@ def sweep(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report at the end.")] = True,
 ) -> None:
     """Run (or resume) a sweep: one Tune trial per compression config × calibration seed."""
+    _sweep(spec_path, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+
+
+def _sweep(spec_path: Path, profile: str | None, perspectives: str | None, seeds: str | None, name: str | None,
+           storage_path: str | None, data_dir: str | None, address: str | None, report: bool) -> object | None:
+    """The sweep command's work; returns the report's tables (None without a report)."""
     from trustray.config import load_sweep_spec
     from trustray.data import DataDir
     from trustray.sweep import run_sweep
@@ -57,12 +63,12 @@ def sweep(
     outcome = run_sweep(spec, storage_path=storage_path, data_dir=data_dir, address=address)
     _print_metrics(outcome.metrics, spec.eval.perspectives)
     console.print(f"results: {outcome.run_dir / 'results'}  ({time.perf_counter() - start:.0f} s)", highlight=False)
-    if report and outcome.metrics:
-        _report(outcome.run_dir)
+    tables = _report(outcome.run_dir) if report and outcome.metrics else None
     if not outcome.ok:
         for e in outcome.errors:
             err_console.print(f"[bold red]trial failed:[/] {e}", highlight=False)
         fail(f"{len(outcome.errors)} of {len(trials)} trials failed; rerun the same command to resume", code=1)
+    return tables
 
 
 def _has_env_data() -> bool:
@@ -71,11 +77,32 @@ def _has_env_data() -> bool:
     return bool(os.environ.get("TRUSTRAY_DATA"))
 
 
-def _report(run_dir: Path) -> None:
+def _report(run_dir: Path) -> object:
     from trustray.report import write_report
 
-    files, _ = write_report(run_dir)
+    files, tables = write_report(run_dir)
     console.print(f"report: {files.html}\nsummary: {files.summary_md}", highlight=False)
+    return tables
+
+
+def print_seed_variance(tables: object) -> None:
+    """The calibration-seed vs item-sampling variance table of a report, for the console."""
+    from trustray.report.markdown import SEED_VARIANCE_LEGEND, num
+    from trustray.report.perspectives import label
+
+    v = tables.seed_variance  # type: ignore[attr-defined]
+    if v.empty:
+        console.print("no setting has two or more calibration seeds: no seed-vs-item variance table")
+        return
+    table = Table("setting", "perspective", "seeds", "score", "seed std", "item std", "seed share", "Δ",
+                  "|Δ|/seed std", "verdict", title="calibration-seed noise vs item noise")
+    for _, r in v.iterrows():
+        share = num(100 * r["seed_share"], 0)
+        table.add_row(str(r["setting"]), label(r["perspective"]), str(r["seeds"]), num(r["score"]),
+                      num(r["seed_std"], 2), num(r["item_std"], 2), f"{share}%" if share else "", num(r["delta"]),
+                      num(r["delta_over_seed_std"], 1), str(r["verdict"]))
+    (console if console.is_terminal else Console(width=200, file=console.file)).print(table)
+    console.print(SEED_VARIANCE_LEGEND, highlight=False)
 
 
 def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
@@ -112,7 +139,7 @@ def evaluate(
     from trustray.data import DataDir
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
-    from trustray.sweep import init_ray, needs_http, start_serve
+    from trustray.sweep import check_or_record_eval, init_ray, needs_http, start_serve
 
     comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity, structure=structure)
     calib = CalibrationSpec(num_samples=samples, seed=seed)
@@ -123,9 +150,10 @@ def evaluate(
                       eval=EvalSpec(**eval_fields), engine=EngineSpec(batch_size=batch_size))
     DataDir(data_dir).verify_present()
     resolve_model(model)  # fail fast on an unknown model, before Ray starts
+    run_dir = Path(storage_path).expanduser().resolve() / run
+    check_or_record_eval(run_dir, trial)  # before Ray starts: a clash costs nothing
     init_ray(address)
     start_serve(http=needs_http([trial]))
-    run_dir = Path(storage_path).expanduser().resolve() / run
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console) as bar:
         tasks: dict[str, int] = {}
@@ -152,8 +180,9 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
 
 
-def sweep_script(default_spec: Path) -> None:
-    """Entry point of the ``sweeps/*.py`` scripts: ``trustray sweep`` with their own spec."""
+def sweep_script(default_spec: Path, seed_table: bool = False) -> None:
+    """Entry point of the ``sweeps/*.py`` scripts: ``trustray sweep`` with their own spec;
+    ``seed_table`` ends the run with the report's seed-vs-item variance table."""
     import sys
 
     from trustray.cli.common import run
@@ -172,7 +201,9 @@ def sweep_script(default_spec: Path) -> None:
         address: Address = None,
         report: Annotated[bool, typer.Option("--report/--no-report")] = True,
     ) -> None:
-        sweep(spec, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+        tables = _sweep(spec, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+        if seed_table and tables is not None:
+            print_seed_variance(tables)
 
     sys.argv[0] = default_spec.with_suffix(".py").name
     run(app)

@@ -22,14 +22,17 @@ def report(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN_DIR/report).")] = None,
     bootstrap_seed: Annotated[int, typer.Option(help="Seed of every bootstrap resampling.")] = 0,
-    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples per interval.")] = 9999,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples per interval over seeds.")] = 9999,
+    item_resamples: Annotated[
+        int, typer.Option(min=100, help="Resamples per interval over items (each re-runs a perspective's aggregate).")
+    ] = 2000,
 ) -> None:
     """Write summary.parquet/.csv/.md, paired.csv and report.html for a run."""
     from trustray.report import BootstrapSpec, ReportError, write_report
 
     try:
         files, tables = write_report(
-            run_dir, baseline=baseline, out_dir=out, spec=BootstrapSpec(seed=bootstrap_seed, n_resamples=resamples)
+            run_dir, baseline=baseline, out_dir=out, spec=BootstrapSpec(seed=bootstrap_seed, n_resamples=resamples, item_resamples=item_resamples)
         )
     except ReportError as e:
         fail(str(e))
@@ -40,6 +43,10 @@ def report(
     )
     if tables.baseline is not None:
         console.print(f"baseline: {tables.baseline.label}")
+    if not tables.seed_variance.empty:
+        from trustray.cli.pipeline import print_seed_variance
+
+        print_seed_variance(tables)
     for line in tables.notes:
         console.print(f"[yellow]note:[/] {line}", highlight=False)
     console.print(f"report: {files.html}", highlight=False)

@@ -41,11 +41,6 @@ class CompressedModel:
     cache_hit: bool
     seconds: float
 
-    @property
-    def config_id(self) -> str:
-        """The content address; identical to ``key``."""
-        return self.key
-
 
 def layer_widths(model_path: Path) -> list[int]:
     """Input widths of the model's Linear layers (the axis quantisation groups run along)."""
@@ -66,7 +61,8 @@ def cache_key(
     calib: CalibrationSpec | None,
     source: CalibrationSource | None,
 ) -> str:
-    """Content address of a compressed checkpoint (16 hex chars)."""
+    """Content address of a compressed checkpoint (16 hex chars): names the cache entry only.
+    Results are keyed by config ids (``trustray.identity``), which also cover evaluation."""
     body = {
         "format": FORMAT_VERSION,
         "base": base_fingerprint,

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from trustray.evaluate.plan import Shard
-from trustray.schema import RESULT_SCHEMA
+from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 
 
 def results_dir(run_dir: Path) -> Path:
@@ -69,3 +69,27 @@ def read_config_rows(run_dir: Path, config_id: str, perspectives: Sequence[str] 
     if not files:
         return RESULT_SCHEMA.empty_table()
     return ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table()
+
+
+def stored_schema_versions(run_dir: Path) -> set[int]:
+    """Schema versions of a run's committed shards (one shard read per config directory)."""
+    versions: set[int] = set()
+    for config_dir in sorted(results_dir(run_dir).glob("config=*")):
+        shard = next(iter(sorted(config_dir.glob("perspective=*/shard-*.parquet"))), None)
+        if shard is None:
+            continue
+        meta = pq.read_schema(shard).metadata or {}
+        versions.add(int(meta.get(b"trustray.schema_version", b"1")))
+    return versions
+
+
+def foreign_schema_message(run_dir: Path, versions: set[int]) -> str | None:
+    """Why a run directory whose shards have other schema versions cannot be used, or None."""
+    old = sorted(versions - {SCHEMA_VERSION})
+    if not old:
+        return None
+    return (
+        f"{run_dir} holds results of schema version {', '.join(map(str, old))}; this trustray writes and reads "
+        f"version {SCHEMA_VERSION} (config and setting ids now cover every spec field). Re-run the sweep or "
+        "eval into a new run directory (--name / --run), or report the old run with the trustray that wrote it"
+    )

@@ -22,6 +22,7 @@ class ReportFiles:
     summary_md: Path
     html: Path
     paired_csv: Path
+    seed_variance_csv: Path
 
 
 def write_report(
@@ -31,7 +32,7 @@ def write_report(
     benchmarks: BenchmarkLookup | None = None,
     spec: BootstrapSpec = DEFAULT_SPEC,
 ) -> tuple[ReportFiles, Tables]:
-    """Write ``summary.{parquet,csv,md}``, ``paired.csv`` and ``report.html`` for a run.
+    """Write ``summary.{parquet,csv,md}``, ``paired.csv``, ``seed_variance.csv`` and ``report.html``.
 
     ``out_dir`` defaults to ``<run_dir>/report``; ``benchmarks`` to the project's registry.
     """
@@ -46,11 +47,13 @@ def write_report(
     files = ReportFiles(
         out_dir=out, summary_parquet=out / "summary.parquet", summary_csv=out / "summary.csv",
         summary_md=out / "summary.md", html=out / "report.html", paired_csv=out / "paired.csv",
+        seed_variance_csv=out / "seed_variance.csv",
     )
     name = run.resolve().name
     tables.summary.to_parquet(files.summary_parquet, index=False)
     tables.summary.to_csv(files.summary_csv, index=False)
     tables.paired.to_csv(files.paired_csv, index=False)
+    tables.seed_variance.to_csv(files.seed_variance_csv, index=False)
     files.summary_md.write_text(render_markdown(tables, name), encoding="utf-8")
     s = tables.summary
     figures = {

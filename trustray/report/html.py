@@ -11,7 +11,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from trustray.report.markdown import compression, num, pm
+from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds, text
 from trustray.report.perspectives import label
 from trustray.report.summary import Tables
 
@@ -57,16 +57,20 @@ def _table(t: Tables) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]
         {"text": text, "key": key}
         for text, key in [
             ("Setting", "setting"), ("Method", "method"), ("Bits / sparsity", "compression"),
-            ("Seeds", "calib_seeds"), ("Size (MB)", "size_mb"), *[(label(p), p) for p in t.trust],
+            ("Precision", "precision"), ("Seeds", "calib_seeds"), ("Weights (MB)", "weight_mb"),
+            ("Disk (MB)", "size_mb"), *[(label(p), p) for p in t.trust],
             ("Avg trust", "avg_trust"), *[(label(p), p) for p in t.utility], ("PPL", "perplexity"),
         ]
     ]
     rows = []
     for _, r in t.summary.iterrows():
-        bits = 16 if r["method"] == "none" else (r["bits"] if not pd.isna(r["bits"]) else 100 - 100 * (r["sparsity"] or 0))
+        bits = 99 if r["method"] == "none" else (r["bits"] if not pd.isna(r["bits"]) else 100 - 100 * (r["sparsity"] or 0))
+        n_seeds = -1 if pd.isna(r["calib_seeds"]) else int(r["calib_seeds"])
         rows.append([
             _cell(str(r["setting"]), str(r["setting"])), _cell(str(r["method"]), str(r["method"])),
-            _cell(compression(r), float(bits)), _cell(str(r["calib_seeds"]), int(r["calib_seeds"])),
+            _cell(compression(r), float(bits)), _cell(text(r["precision"]), text(r["precision"])),
+            _cell(seeds(r["calib_seeds"]), n_seeds),
+            _cell(num(r["weight_bytes"] / 1e6), float(r["weight_bytes"])),
             _cell(num(r["model_size_bytes"] / 1e6), float(r["model_size_bytes"])),
             *[_cell(pm(r[p], r[f"{p}_std"]), float(r[p])) for p in t.trust],
             _cell(pm(r["avg_trust"], r["avg_trust_std"]), float(r["avg_trust"])),
@@ -85,6 +89,7 @@ def render_html(
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = num
     env.filters["label"] = label
+    env.filters["count"] = lambda v: "" if v is None or pd.isna(v) else str(int(v))
     template = env.from_string(_template_text("report.html.j2"))
     header, rows = _table(t)
     perspectives = [*t.trust, *t.utility]
@@ -94,6 +99,7 @@ def render_html(
         baseline=t.baseline.label if t.baseline else None,
         header=header, rows=rows, perspectives=perspectives, summary=t.summary.to_dict("records"),
         paired=t.paired.to_dict("records"), notes=t.notes,
+        seed_variance=t.seed_variance.to_dict("records"), seed_variance_legend=SEED_VARIANCE_LEGEND,
         figures={k: "data:image/png;base64," + base64.b64encode(v).decode("ascii") for k, v in figures.items()},
         samples=sample_generations(results, t.configs),
         script=Markup(script), script_hash=f"sha256-{digest}",

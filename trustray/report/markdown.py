@@ -30,7 +30,7 @@ def pm(mean: object, std: object) -> str:
 def compression(r: pd.Series) -> str:
     """The bits / sparsity cell of the paper's table."""
     if r["method"] == "none":
-        return "16"
+        return "dense"
     parts = []
     if not pd.isna(r["bits"]):
         parts.append(f"{int(r['bits'])}-bit")
@@ -41,26 +41,52 @@ def compression(r: pd.Series) -> str:
     return " ".join(parts)
 
 
+def text(value: object) -> str:
+    """A text cell; empty for null/NaN."""
+    return "" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def seeds(value: object) -> str:
+    """The Seeds cell: the number of calibration seeds, or – for a method without calibration."""
+    return "–" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(int(value))
+
+
+def mb(value: object) -> str:
+    v = num(value, 0)
+    return num(float(value) / 1e6) if v else ""  # type: ignore[arg-type]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    esc = lambda c: c.replace("|", "\\|") or "–"  # an empty cell reads as "not applicable / not computed"
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+SUMMARY_HEADER = ["Setting", "Method", "Bits / sparsity", "Precision", "Seeds", "Weights (MB)", "Disk (MB)"]
+
+
+def summary_cells(r: pd.Series) -> list[str]:
+    """The identity cells of a summary row (shared by Markdown and HTML)."""
+    return [str(r["setting"]), str(r["method"]), compression(r), text(r["precision"]), seeds(r["calib_seeds"]),
+            mb(r["weight_bytes"]), mb(r["model_size_bytes"])]
 
 
 def render_markdown(t: Tables, run_name: str) -> str:
     s = t.summary
     out = [f"# Trust report: {run_name}", ""]
-    header = ["Setting", "Method", "Bits / sparsity", "Seeds", "Size (MB)",
-              *[label(p) for p in t.trust], "Avg trust", *[label(p) for p in t.utility], "PPL"]
+    header = [*SUMMARY_HEADER, *[label(p) for p in t.trust], "Avg trust", *[label(p) for p in t.utility], "PPL"]
     rows = [
-        [str(r["setting"]), str(r["method"]), compression(r), str(r["calib_seeds"]),
-         num(r["model_size_bytes"] / 1e6), *[pm(r[p], r[f"{p}_std"]) for p in t.trust],
+        [*summary_cells(r), *[pm(r[p], r[f"{p}_std"]) for p in t.trust],
          pm(r["avg_trust"], r["avg_trust_std"]), *[pm(r[p], r[f"{p}_std"]) for p in t.utility],
          pm(r["perplexity"], r["perplexity_std"])]
         for _, r in s.iterrows()
     ]
-    out += ["Scores in 0–100 (higher is more trustworthy), mean ± std over calibration seeds.",
+    out += ["Scores in 0–100 (higher is more trustworthy), mean ± std over calibration seeds. "
+            "Precision: as served (W4A16 = 4-bit weights, 16-bit activations); Weights: the bytes the weights "
+            "need at that precision; Disk: the checkpoint's files. Seeds: calibration seeds (– where the method "
+            "reads no calibration data). – elsewhere: not applicable or not computed (e.g. perplexity switched off); "
+            "the notes say why.",
             f"DecodingTrust reference: {t.dt_reference or 'not recorded'}.", "",
             _table(header, rows), ""]
     for title, key, legend in (
@@ -74,32 +100,70 @@ def render_markdown(t: Tables, run_name: str) -> str:
                        [[str(r["setting"]), *[num(r[f"{p}_{key}"]) for p in [*t.trust, *t.utility]]]
                         for _, r in s.iterrows()]), ""]
     out += ["## 95 % confidence intervals", "",
-            "Over calibration seeds where a setting has several; over items (labelled) where it has one.", "",
+            "Of each perspective's own score: a percentile bootstrap over calibration seeds where a setting has "
+            "several; with one seed, over items (labelled), re-running the perspective's aggregate on every "
+            "resample with all generations of an item kept together. † = the percentile interval missed the "
+            "score (a biased statistic under resampling) and was extended to it.", "",
             _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],
                    [[str(r["setting"]), *[_ci(r, p) for p in [*t.trust, *t.utility]]] for _, r in s.iterrows()]), ""]
     if t.baseline is not None and not t.paired.empty:
         legend = (
-            "Δ = mean item-level difference (points), 95 % paired-bootstrap CI; ✱ = CI excludes zero. "
-            "Flips: safe/correct in the baseline and not in the compressed model (↓), and the reverse (↑). "
-            "McNemar exact p for binary outcomes with one seed."
+            "Δ = score difference (points), 95 % CI by the same rule as the scores (paired over items: the same "
+            "resampled items score both models; over seeds where a side has several); ✱ = CI excludes zero. "
+            "Flips: safe/correct in the baseline and not in the compressed model (↓), and the reverse (↑), from "
+            "per-item outcomes. McNemar exact p for binary outcomes with one seed."
         )
         out += [f"## Paired comparison with {t.baseline.label}", "", legend, ""]
         rows = [
-            [str(r["setting"]), label(r["perspective"]),
-             f"{num(r['item_delta'])} [{num(r['item_delta_ci_low'])}, {num(r['item_delta_ci_high'])}]"
-             + (" ✱" if r["changed"] else ""),
-             str(r["flips_to_unsafe"]), str(r["flips_to_safe"]), num(r["mcnemar_p"], 3), str(r["paired_items"])]
+            [str(r["setting"]), label(r["perspective"]), _delta(r), _count(r["flips_to_unsafe"]),
+             _count(r["flips_to_safe"]), num(r["mcnemar_p"], 3), str(r["paired_items"]), str(r["paired_note"])]
             for _, r in t.paired.iterrows()
         ]
-        out += [_table(["Setting", "Perspective", "Δ [95 % CI]", "↓", "↑", "McNemar p", "items"], rows), ""]
+        out += [_table(["Setting", "Perspective", "Δ [95 % CI]", "↓", "↑", "McNemar p", "items", "note"], rows), ""]
+    if not t.seed_variance.empty:
+        out += ["## Calibration-seed noise vs item noise", "", SEED_VARIANCE_LEGEND, "",
+                seed_variance_markdown(t.seed_variance), ""]
     if t.notes:
         out += ["## Notes", "", *[f"- {n}" for n in t.notes], ""]
     return "\n".join(out)
 
 
+SEED_VARIANCE_LEGEND = (
+    "Per setting with several calibration seeds: seed std = std of the per-seed scores (the items are the same "
+    "for every seed, so this is calibration-seed noise); item std = root of the mean over seeds of the item-"
+    "bootstrap variance of a seed's score (what resampling the benchmark items would move it by); seed share = "
+    "seed variance / (seed + item variance). Δ = score − baseline; the effect exceeds the seed spread when "
+    "|Δ| > 2 × seed std."
+)
+
+
+def seed_variance_markdown(v: pd.DataFrame) -> str:
+    """The seed-vs-item variance table as Markdown."""
+    rows = [
+        [str(r["setting"]), label(r["perspective"]), str(r["seeds"]), num(r["score"]), num(r["seed_std"], 2),
+         num(r["item_std"], 2), num(100 * r["seed_share"], 0) + ("%" if num(r["seed_share"]) else ""),
+         num(r["delta"]), num(r["delta_over_seed_std"], 1), str(r["verdict"])]
+        for _, r in v.iterrows()
+    ]
+    return _table(["Setting", "Perspective", "Seeds", "Score", "Seed std", "Item std", "Seed share", "Δ",
+                   "|Δ| / seed std", "Verdict"], rows)
+
+
+def _count(v: object) -> str:
+    return "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(int(v))  # type: ignore[arg-type]
+
+
+def _delta(r: pd.Series) -> str:
+    d, lo, hi = num(r["delta"]), num(r["delta_ci_low"]), num(r["delta_ci_high"])
+    if not lo:
+        return f"{d} (no CI)" if d else "–"
+    return f"{d} [{lo}, {hi}]" + (" (seeds)" if r["delta_ci_over"] == "seeds" else "") + (" ✱" if r["changed"] else "")
+
+
 def _ci(r: pd.Series, p: str) -> str:
     lo, hi = num(r[f"{p}_ci_low"]), num(r[f"{p}_ci_high"])
     if not lo:
-        return ""
+        note = r.get(f"{p}_ci_note")
+        return f"– ({note})" if isinstance(note, str) and note else ""
     over = r[f"{p}_ci_over"]
-    return f"[{lo}, {hi}]" + (" (items)" if over == "items" else "")
+    return f"[{lo}, {hi}]" + (" (items)" if over == "items" else "") + (" †" if bool(r[f"{p}_ci_widened"]) else "")

@@ -6,6 +6,7 @@ import io
 import math
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -15,6 +16,15 @@ import pandas as pd
 from trustray.report.perspectives import label
 
 DENSE_BITS = 16
+
+
+def _plain(ax: plt.Axes) -> None:
+    """Axis tick labels as plain numbers: no offset (``+5.4e2``) or scientific notation."""
+    for axis in (ax.xaxis, ax.yaxis):
+        fmt = axis.get_major_formatter()
+        if isinstance(fmt, matplotlib.ticker.ScalarFormatter):
+            fmt.set_useOffset(False)
+            fmt.set_scientific(False)
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -51,6 +61,7 @@ def trust_vs_compression(summary: pd.DataFrame) -> bytes:
         ax.set_ylabel("average trust score (0–100)")
         ax.set_title(f"Trust vs {'bits' if xcol == 'bits' else 'sparsity'}")
         ax.grid(alpha=0.3)
+        _plain(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     return _png(fig)
@@ -68,7 +79,7 @@ def radar(summary: pd.DataFrame, trust: list[str], baseline: str | None) -> byte
     for i, (_, r) in enumerate(summary.iterrows()):
         ax = fig.add_subplot(rows, cols, i + 1, projection="polar")
         for data, style in ((base, "--"), (summary.iloc[[i]], "-")):
-            if data.empty or (style == "--" and data.iloc[0]["setting"] == r["setting"]):
+            if not trust or data.empty or (style == "--" and data.iloc[0]["setting"] == r["setting"]):
                 continue
             vals = data.iloc[0][trust].astype(float).fillna(0.0).tolist()
             ax.plot(angles + angles[:1], vals + vals[:1], style, linewidth=1.5)
@@ -103,18 +114,23 @@ def refusal_rates(summary: pd.DataFrame, perspectives: list[str]) -> bytes:
 
 
 def trust_vs_size(summary: pd.DataFrame) -> bytes:
-    """The efficiency / trust frontier: average trust vs model size on disk."""
+    """The efficiency / trust frontier: average trust vs the bytes the weights need at their
+    served precision (filled) and the checkpoint's size on disk (hollow)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, g in summary.groupby("method", sort=True):
-        mb = g["model_size_bytes"].astype(float) / 1e6
-        ax.errorbar(mb, g["avg_trust"], yerr=_err(g["avg_trust_std"]), marker="o", linestyle="none",
-                    capsize=4, label="dense" if method == "none" else method)
-        for x, y, s in zip(mb, g["avg_trust"], g["setting"]):
+    for i, (method, g) in enumerate(summary.groupby("method", sort=True)):
+        color = f"C{i}"
+        name = "dense" if method == "none" else method
+        for col, face, what in (("weight_bytes", color, "weights"), ("model_size_bytes", "none", "disk")):
+            mb = g[col].astype(float) / 1e6
+            ax.errorbar(mb, g["avg_trust"], yerr=_err(g["avg_trust_std"]), marker="o", linestyle="none",
+                        capsize=4, color=color, markerfacecolor=face, label=f"{name} ({what})")
+        for x, y, s in zip(g["weight_bytes"].astype(float) / 1e6, g["avg_trust"], g["setting"]):
             if not (pd.isna(x) or pd.isna(y)):
                 ax.annotate(str(s), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("model size on disk (MB)")
+    ax.set_xlabel("size (MB): weights at served precision (filled), on disk (hollow)")
     ax.set_ylabel("average trust score (0–100)")
     ax.set_title("Trust vs model size")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _plain(ax)
+    ax.legend(fontsize=7)
     return _png(fig)

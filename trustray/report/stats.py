@@ -1,4 +1,4 @@
-"""Seed statistics, bootstrap confidence intervals and paired comparisons.
+"""Seed statistics, bootstrap confidence intervals of a mean, and the exact McNemar test.
 
 Every bootstrap is scipy's percentile bootstrap of the mean with a fixed generator seed, so a
 report is reproducible to the last digit. Percentile rather than BCa because seed samples are
@@ -11,10 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
-from trustray.report.outcomes import safe
 
 CONFIDENCE = 0.95
 BOOTSTRAP_METHOD = "percentile"
@@ -25,7 +23,9 @@ class BootstrapSpec:
     """How every CI of a report is drawn."""
 
     seed: int = 0
-    n_resamples: int = 9999
+    n_resamples: int = 9999  # bootstraps of a mean (over seeds)
+    # cluster bootstraps over items, each resample re-running a perspective's aggregate()
+    item_resamples: int = 2000
 
 
 DEFAULT_SPEC = BootstrapSpec()
@@ -71,38 +71,8 @@ def seed_stats(seed_scores: np.ndarray, item_scores: np.ndarray | None, spec: Bo
     return SeedStats(float(s[0]), math.nan, lo, hi, "items" if not math.isnan(lo) else "", 1)
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Item-level comparison of a config with the baseline on one perspective (scores in points)."""
-
-    n_items: int
-    delta: float  # 100 × mean(compressed − baseline) over paired items
-    ci_low: float
-    ci_high: float
-    changed: bool  # the CI excludes zero
-    flips_to_unsafe: int  # safe/correct in the baseline, not in the compressed model
-    flips_to_safe: int
-    mcnemar_p: float  # exact McNemar (binomial) p-value; NaN for non-binary outcomes
-
-
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar test on the discordant counts ``b`` and ``c``."""
     if b + c == 0:
         return 1.0
     return float(stats.binomtest(b, b + c, 0.5).pvalue)
-
-
-def paired_comparison(base: pd.Series, comp: pd.Series, binary: bool, spec: BootstrapSpec) -> Paired:
-    """Compare per-item outcomes (indexed by item id, values in [0, 1]) over shared items."""
-    joined = pd.concat({"b": base, "c": comp}, axis=1, join="inner").dropna()
-    if joined.empty:
-        return Paired(0, math.nan, math.nan, math.nan, False, 0, 0, math.nan)
-    d = 100.0 * (joined["c"].to_numpy() - joined["b"].to_numpy())
-    lo, hi = bootstrap_mean_ci(d, spec)
-    sb, sc = safe(joined["b"]), safe(joined["c"])
-    down, up = int(np.sum(sb & ~sc)), int(np.sum(~sb & sc))
-    return Paired(
-        n_items=int(d.size), delta=float(d.mean()), ci_low=lo, ci_high=hi,
-        changed=bool(lo > 0 or hi < 0), flips_to_unsafe=down, flips_to_safe=up,
-        mcnemar_p=mcnemar_exact(down, up) if binary else math.nan,
-    )

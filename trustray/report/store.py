@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from trustray.evaluate.store import foreign_schema_message, stored_schema_versions
 from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 
 SHARD_GLOB = "config=*/perspective=*/shard-*.parquet"
@@ -41,6 +42,9 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
         raise ReportError(
             f"no results in {run}: expected {run / 'results'}/config=<id>/perspective=<p>/shard-<k>.parquet"
         )
+    problem = foreign_schema_message(run, stored_schema_versions(run))
+    if problem:
+        raise ReportError(problem)
     try:
         table = ds.dataset([str(f) for f in files], schema=RESULT_SCHEMA, format="parquet").to_table()
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:

@@ -279,6 +279,7 @@ class ModelServer:
             "model": self.model_id,
             "engine_name": getattr(self.engine, "name", type(self.engine).__name__),
             "engine_version": getattr(self.engine, "version", "unknown"),
+            "engine_dtype": str(getattr(self.engine, "dtype", "") or "").removeprefix("torch.") or None,
             "batches": len(records),
             "requests": sum(sizes),
             "rows": sum(r.rows for r in records),
