@@ -56,13 +56,9 @@ def test_rows_carry_unparsed_and_the_scorer_version(data_dir, tmp_path):
 
 
 def _provenance() -> dict:
-    return {
-        "run_id": "r", "config_id": "cfg0", "model_name": "m", "model_fingerprint": "fp",
-        "model_size_bytes": 1,
-        "method": "none", "bits": None, "group_size": None, "sparsity": None, "structure": None,
-        "calib_dataset": None, "calib_samples": None, "calib_seed": None, "profile": "smoke",
-        "render_mode": "chat_template", "data_source": "shared", "engine_name": "test", "engine_version": "0",
-    }
+    from test_report_fixtures import provenance
+
+    return provenance("cfg0")
 
 
 def test_report_context_reads_the_reference_and_refuses_a_mix():

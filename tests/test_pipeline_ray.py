@@ -152,9 +152,9 @@ def test_evaluator_killed_mid_shard_still_completes_without_duplicates(sweep_run
         actor = EvaluatorActor.options(num_cpus=0.1).remote("local", str(SHARED_DATA))
         first_pid = ray.get(actor.pid.remote())
         shard = Shard("faultcfg", "mmlu", 0, 0, len(items))
-        prov = {k: "x" for k in ("run_id", "config_id", "model_name", "model_fingerprint", "method", "profile",
-                                 "render_mode", "engine_name", "engine_version")}
-        prov["config_id"] = "faultcfg"
+        from test_report_fixtures import provenance
+
+        prov = provenance("faultcfg")
         ref = actor.run_shard.remote(str(tmp_path), shard, items, ctx, prov, "fault")
         time.sleep(1.0)
         ray.kill(actor, no_restart=False)  # dies mid-shard; Ray restarts it and retries the call

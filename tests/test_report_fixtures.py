@@ -41,6 +41,13 @@ def config(
     }
 
 
+def provenance(config_id: str = "cfg0", method: str = "none", **overrides: Any) -> dict[str, Any]:
+    """The provenance an evaluator stamps on every row of one config (``run_shard``'s ``provenance``)."""
+    return {"run_id": RUN_ID, "model_name": "smollm2-135m", "model_fingerprint": "fp0", "profile": "smoke",
+            "render_mode": "chat_template", "data_source": "shared", "engine_name": "test", "engine_version": "0",
+            **config(config_id, method), **overrides}
+
+
 def row(cfg: dict[str, Any], perspective: str, item_id: str, gen: int = 0, *, correct: bool | None = None,
         score: float | None = None, refused: bool = False, text: str = "ok", scenario: str = "s",
         gold: str | None = None, label: str | None = None, meta: dict | None = None,

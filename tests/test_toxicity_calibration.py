@@ -216,8 +216,9 @@ def test_evaluator_rows_record_the_calibrated_scorer_and_its_data(
         texts = tuple(outputs[i % 2] for i in range(n))
         return Generation(req.request_id, texts, 10, (5,) * n, ("stop",) * n)
 
-    prov = {k: "x" for k in ("run_id", "config_id", "model_name", "model_fingerprint", "method", "profile",
-                             "render_mode", "engine_name", "engine_version")}
+    from test_report_fixtures import provenance
+
+    prov = provenance("cfg")
     shard = Shard("cfg", "toxicity", 0, 0, len(items))
     asyncio.run(Evaluator().run_shard(tmp_path / "run", shard, items, ctx, prov, client))
     rows = read_config_rows(tmp_path / "run", "cfg").to_pylist()
