@@ -92,16 +92,27 @@ def _probe(address: str) -> None:
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def start_serve() -> None:
-    """Start Serve in the driver (handles only on a CPU box; HTTP where the cluster has GPUs)."""
+def start_serve(backend: str = "auto") -> None:
+    """Start Serve in the driver: HTTP where the cluster has GPUs; on a CPU box handles only,
+    unless ``backend`` is vllm, whose app evaluators reach over HTTP (on 127.0.0.1, a free port)."""
     import ray
     from ray import serve
 
     gpus = ray.cluster_resources().get("GPU", 0)
     if gpus:
         serve.start(http_options={"host": "0.0.0.0", "port": 8000})
+    elif backend == "vllm":
+        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
     else:
         serve.start(proxy_location="Disabled")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -152,7 +163,7 @@ def run_sweep(
     if local:
         check_trial_fits(spec.resources)
     check_or_record_spec(run_dir, spec)
-    start_serve()
+    start_serve(spec.engine.backend)
     import ray
 
     trials = spec.trials()

@@ -69,3 +69,15 @@ def read_config_rows(run_dir: Path, config_id: str, perspectives: Sequence[str] 
     if not files:
         return RESULT_SCHEMA.empty_table()
     return ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table()
+
+
+def committed_engines(run_dir: Path, config_id: str) -> set[tuple[str, str]]:
+    """The distinct ``(engine_name, engine_version)`` of one config's committed rows."""
+    base = results_dir(run_dir) / f"config={config_id}"
+    files = sorted(str(p) for p in base.glob("perspective=*/shard-*.parquet"))
+    if not files:
+        return set()
+    table = ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table(
+        columns=["engine_name", "engine_version"]
+    )
+    return set(zip(table["engine_name"].to_pylist(), table["engine_version"].to_pylist(), strict=True))

@@ -194,12 +194,16 @@ def plan_vllm_serving(
     if env:
         runtime_env["env_vars"] = env
 
-    engine_kwargs = {
+    engine_kwargs: dict[str, Any] = {
         "dtype": dtype,
         "enforce_eager": opts.enforce_eager if opts.enforce_eager is not None else accelerator == "cpu",
         "enable_prefix_caching": opts.enable_prefix_caching,
-        **opts.engine_kwargs,
     }
+    if accelerator == "cpu":
+        # vLLM 0.29-0.32 on CPU: a seeded sampled request whose prompt is prefilled in chunks
+        # kills the engine ("CPU Generator does not use offset"); whole-prompt prefill avoids it.
+        engine_kwargs["enable_chunked_prefill"] = False
+    engine_kwargs.update(opts.engine_kwargs)
     replicas = srv.num_replicas
     config = vllm_llm_config_dict(
         checkpoint,
