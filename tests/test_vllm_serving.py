@@ -51,6 +51,13 @@ def test_cpu_plan_maps_replicas_cpus_env_and_python(tmp_path):
     assert plan.engine_version("0.29.0") == "0.29.0 cpu int4=w4a16"
 
 
+def test_cpu_auto_dtype_follows_the_cpu_like_hfengine(tmp_path):
+    from trustray.engines.hf import cpu_has_bf16
+
+    eng = _llm(plan_vllm_serving(tmp_path, name="cfg", python=""))["engine_kwargs"]
+    assert eng["dtype"] == ("bfloat16" if cpu_has_bf16() else "float32")
+
+
 def test_gpu_plan_differs_only_in_accelerator_settings(tmp_path):
     opts = VLLMOptions(accelerator_type="L4", engine_kwargs={"gpu_memory_utilization": 0.8})
     plan = plan_vllm_serving(tmp_path, name="cfg", num_cpus=2, serving=ServingOptions(num_gpus=2), options=opts,
@@ -67,7 +74,8 @@ def test_gpu_plan_differs_only_in_accelerator_settings(tmp_path):
     assert plan.engine_version("0.29.0") == "0.29.0 gpu"
     cpu = _llm(plan_vllm_serving(tmp_path, name="cfg", num_cpus=2, python=""))
     assert cfg["model_loading_config"] == cpu["model_loading_config"]
-    device_keys = {"tensor_parallel_size", "enforce_eager", "enable_chunked_prefill", "gpu_memory_utilization"}
+    device_keys = {"tensor_parallel_size", "enforce_eager", "enable_chunked_prefill", "gpu_memory_utilization",
+                   "dtype"}
     assert {k: v for k, v in cfg["engine_kwargs"].items() if k not in device_keys} == {
         k: v for k, v in cpu["engine_kwargs"].items() if k not in device_keys}
 

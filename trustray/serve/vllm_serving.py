@@ -194,6 +194,11 @@ def plan_vllm_serving(
     if env:
         runtime_env["env_vars"] = env
 
+    if accelerator == "cpu" and dtype == "auto":
+        from trustray.engines.hf import cpu_has_bf16
+
+        # As HFEngine: bf16 only where the CPU has bf16 matmuls (emulated bf16 is several times slower).
+        dtype = "bfloat16" if cpu_has_bf16() else "float32"
     engine_kwargs: dict[str, Any] = {
         "dtype": dtype,
         "enforce_eager": opts.enforce_eager if opts.enforce_eager is not None else accelerator == "cpu",
