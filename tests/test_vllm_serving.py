@@ -190,3 +190,42 @@ def test_project_venv_does_not_import_vllm():
     """The driver side never needs vLLM: the vLLM modules of trustray import without it."""
     code = "import trustray.serve.vllm_serving, trustray.config, sys; assert 'vllm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _mixed_run(tmp_path):
+    from test_report_fixtures import config, row, write_run
+
+    dense, w4 = config("aaa111", "none"), config("bbb222", "gptq", bits=4, group_size=64, seed=0)
+    rows = [{**row(dense, "mmlu", f"i{k}", correct=k % 2 == 0, gold="A", label="A"), "engine_reproducible": True}
+            for k in range(6)]
+    rows += [{**row(w4, "mmlu", f"i{k}", correct=k % 3 == 0, gold="A", label="A"), "engine_name": "vllm",
+              "engine_version": "0.29.0 cpu int4=w4a16", "engine_reproducible": False} for k in range(6)]
+    return write_run(tmp_path, rows)
+
+
+def test_report_marks_settings_served_by_a_non_reproducible_engine(tmp_path):
+    from trustray.report.markdown import render_markdown
+    from trustray.report.scores import registered_benchmarks
+    from trustray.report.store import read_results
+    from trustray.report.summary import build_tables
+
+    tables = build_tables(read_results(_mixed_run(tmp_path)), registered_benchmarks())
+    by_setting = tables.summary.set_index("setting")
+    assert bool(by_setting.loc["dense", "reproducible"]) is True
+    assert bool(by_setting.loc["gptq w4g64", "reproducible"]) is False
+    assert by_setting.loc["gptq w4g64", "engines"] == "vllm 0.29.0 cpu int4=w4a16"
+    note = [n for n in tables.notes if n.startswith("not reproducible")]
+    assert len(note) == 1 and "gptq w4g64" in note[0] and "dense" not in note[0]
+    assert "not reproducible" in render_markdown(tables, "run")
+
+
+def test_a_resumed_config_never_mixes_engines(tmp_path):
+    from trustray.pipeline import EngineMixError, check_one_engine
+
+    run = _mixed_run(tmp_path)
+    check_one_engine(run, "bbb222", "vllm", "0.29.0 cpu int4=w4a16")
+    check_one_engine(run, "ccc333", "hf")  # nothing committed yet
+    with pytest.raises(EngineMixError, match="bbb222 has rows from vllm 0.29.0 cpu int4=w4a16"):
+        check_one_engine(run, "bbb222", "hf")
+    with pytest.raises(EngineMixError, match="mix engines"):
+        check_one_engine(run, "bbb222", "vllm", "0.32.0 cpu int4=w4a16")
