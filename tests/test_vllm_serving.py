@@ -138,8 +138,9 @@ def test_spec_rejects_what_vllm_cannot_do_at_load_time():
     TrialSpec(compression=w8, engine=EngineSpec(backend="hf"))
     with pytest.raises(ValueError, match="batch_size"):
         EngineSpec(backend="vllm", batch_size=8)
-    with pytest.raises(ValueError, match="deterministic"):
-        EngineSpec(backend="vllm", deterministic=True)
+    # what Tune hands a trial: the full dump of the spec, defaults included
+    trial = TrialSpec(engine=EngineSpec(backend="vllm"))
+    assert TrialSpec.model_validate(trial.model_dump(mode="json")) == trial
     with pytest.raises(ValueError, match="torch_threads"):
         TrialSpec(engine=EngineSpec(backend="vllm"), resources=ResourceSpec(torch_threads=1))
     assert EngineSpec(backend="vllm", vllm={"kv_cache_gib": 2}).vllm.kv_cache_gib == 2

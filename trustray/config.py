@@ -88,8 +88,14 @@ class EngineSpec(_Spec):
 
     @model_validator(mode="after")
     def _vllm_honours_it(self) -> EngineSpec:
-        if self.backend != "vllm":
-            return self
+        # By value, not by fields set: a spec makes the round trip through Tune as a full dump.
+        hf_only = [f for f in ("batch_size", "bucket") if getattr(self, f) != type(self).model_fields[f].default]
+        if self.backend == "vllm" and hf_only:
+            raise ValueError(
+                f"engine.{'/'.join(hf_only)} shape the HF engine's fixed batches; vLLM schedules its own "
+                "(set engine.vllm.engine_kwargs.max_num_seqs), so drop them or use backend: hf"
+            )
+        return self
         hf_only = [f for f in ("batch_size", "bucket") if f in self.model_fields_set]
         if hf_only:
             raise ValueError(
