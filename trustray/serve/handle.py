@@ -19,8 +19,9 @@ from trustray.serve import openai_api as oa
 
 DEFAULT_TIMEOUT_S = 600.0
 #: How long a request keeps retrying while the server is unreachable or answers 5xx: Serve
-#: replaces a dead replica (a vLLM replica takes about a minute to start on CPU).
-DEFAULT_RETRY_S = 300.0
+#: replaces a dead replica (a vLLM replica takes about a minute to start on a quiet CPU, several
+#: on a loaded one).
+DEFAULT_RETRY_S = 600.0
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 
 
