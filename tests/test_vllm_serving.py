@@ -230,3 +230,39 @@ def test_a_resumed_config_never_mixes_engines(tmp_path):
         check_one_engine(run, "bbb222", "hf")
     with pytest.raises(EngineMixError, match="mix engines"):
         check_one_engine(run, "bbb222", "vllm", "0.32.0 cpu int4=w4a16")
+
+
+def test_http_handle_retries_while_a_replica_is_replaced():
+    """5xx answers (a dead replica) are retried until the server answers; 4xx are not."""
+    import asyncio
+
+    import httpx
+
+    from trustray.generation import GenerationRequest
+    from trustray.serve.handle import HTTPGenerateError, OpenAIHTTPHandle
+
+    calls = {"n": 0}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return httpx.Response(500, json={"error": {"message": "replica died"}})
+        if b"bad" in request.content:
+            return httpx.Response(400, json={"error": {"message": "bad prompt"}})
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": " ok", "finish_reason": "stop"}],
+                                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    class Handle(OpenAIHTTPHandle):
+        def _client(self) -> httpx.AsyncClient:
+            return httpx.AsyncClient(base_url=self.base_url, transport=httpx.MockTransport(answer))
+
+    handle = Handle("http://127.0.0.1:1/app", model_id="m", retry_s=30)
+
+    async def call(request: GenerationRequest):
+        return await handle.generate.remote(request)
+
+    gen = asyncio.run(call(GenerationRequest("r1", prompt="hi")))
+    assert gen.texts == (" ok",) and calls["n"] == 3
+    with pytest.raises(HTTPGenerateError, match="400"):
+        asyncio.run(call(GenerationRequest("r2", prompt="bad")))
+    assert calls["n"] == 4
