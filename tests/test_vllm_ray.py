@@ -87,14 +87,18 @@ def _llm_replica_names() -> list[str]:
             if a["name"].startswith("SERVE_REPLICA::") and "LLMServer" in a["name"]]
 
 
-def test_killed_vllm_replica_is_replaced_and_the_config_completes(vllm_sweep, tmp_path):
+def test_killed_vllm_replica_is_replaced_and_the_config_completes(ray_vllm, tmp_path):
     import ray
 
     from trustray.config import load_sweep_spec
     from trustray.evaluate.store import read_config_rows
     from trustray.pipeline import run_config
+    from trustray.sweep import start_serve
 
-    spec = load_sweep_spec(TINY_VLLM).with_overrides(**{"eval.perspectives": ["mmlu"]})
+    start_serve("vllm")  # no-op when the sweep test started it
+
+    # small shards, so that most of them are still to run when the first one is committed
+    spec = load_sweep_spec(TINY_VLLM).with_overrides(**{"resources.shard_generations": 4})
     trial = spec.trials()[0]
     result: dict[str, object] = {}
 
@@ -121,7 +125,8 @@ def test_killed_vllm_replica_is_replaced_and_the_config_completes(vllm_sweep, tm
     cfg = result["ok"]
     rows = read_config_rows(tmp_path, cfg.config_id).to_pandas()
     assert not rows.duplicated(ROW_KEY).any()
-    assert cfg.shards_run == cfg.shards_total and len(rows) > 0
+    assert cfg.shards_run == cfg.shards_total >= 4 and len(rows) > 0
+    assert len(list(results.glob("config=*/perspective=*/shard-*.parquet"))) == cfg.shards_total
 
 
 def _free_port() -> int:
