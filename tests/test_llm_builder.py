@@ -140,12 +140,26 @@ def test_build_validates_before_importing_vllm(tmp_path):
         build_vllm_app(tmp_path, name="m", tensor_parallel_size=0)
 
 
-@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (ray[llm]); only the GPU image's serving venv has it")
+@pytest.mark.slow
 def test_build_openai_app_with_vllm(tmp_path):
-    from ray.serve import Application
+    """In the vLLM venv (GPU image: the serving venv; here .venv-vllm), for GPU and CPU."""
+    import os
+    import subprocess
 
-    app = build_vllm_app(tmp_path, name="m", accelerator_type="L4", max_model_len=2048)
-    assert isinstance(app, Application)
+    from test_vllm_serving import _vllm_venv_python
+
+    code = (
+        "import sys\n"
+        "from ray.serve import Application\n"
+        "from trustray.serve.llm_builder import build_vllm_app\n"
+        "gpu = build_vllm_app(sys.argv[1], name='m', accelerator_type='L4', max_model_len=2048)\n"
+        "cpu = build_vllm_app(sys.argv[1], name='m', accelerator='cpu', num_cpus=1, max_model_len=2048)\n"
+        "assert isinstance(gpu, Application) and isinstance(cpu, Application)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([_vllm_venv_python(), "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def test_compress_python_from_env(monkeypatch):

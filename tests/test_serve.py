@@ -548,14 +548,25 @@ def test_vllm_backend_without_vllm_says_what_to_install(tiny_checkpoint):
         build_model_app(tiny_checkpoint, backend="vllm", name="tiny")
 
 
+@pytest.mark.slow
 def test_vllm_backend_builds_an_openai_app(tiny_checkpoint):
-    pytest.importorskip("vllm")
-    from ray.serve import Application
+    """build_model_app(backend="vllm") where vLLM is installed (the vLLM venv)."""
+    import os
 
-    from trustray.serve import build_model_app
+    from test_vllm_serving import _vllm_venv_python
 
-    app = build_model_app(tiny_checkpoint, backend="vllm", name="tiny", vllm_options={"max_model_len": 128})
-    assert isinstance(app, Application)
+    code = (
+        "import sys\n"
+        "from ray.serve import Application\n"
+        "from trustray.serve import build_model_app\n"
+        "app = build_model_app(sys.argv[1], backend='vllm', name='tiny',\n"
+        "                      vllm_options={'max_model_len': 128, 'accelerator': 'cpu'})\n"
+        "assert isinstance(app, Application)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([_vllm_venv_python(), "-c", code, str(tiny_checkpoint)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 # -- CLI -----------------------------------------------------------------------------------------

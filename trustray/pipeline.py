@@ -100,8 +100,8 @@ def flat_columns(compressed: Any) -> dict[str, Any]:
     return out
 
 
-def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir,
-               engine_name: str, engine_version: str, served_dtype: str) -> dict[str, Any]:
+def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir, engine_name: str,
+               engine_version: str, served_dtype: str, *, engine_reproducible: bool | None = None) -> dict[str, Any]:
     """The columns every row of this config carries, built from the specs themselves."""
     from trustray.compress.size import precision_label, weight_bytes
     from trustray.models import resolve_model
@@ -125,6 +125,7 @@ def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir,
         "data_source": data.prompts_source,
         "engine_name": engine_name,
         "engine_version": engine_version,
+        "engine_reproducible": engine_reproducible,
     }
 
 
@@ -160,6 +161,18 @@ def engine_options(eng: EngineSpec) -> Any:
                          deterministic=eng.deterministic)
 
 
+def _vllm_dtype(trial: TrialSpec) -> str:
+    """The dtype the vLLM app runs in: the spec's, or for ``auto`` the model's bf16 on a GPU and,
+    on a CPU, bf16 where the CPU has it (as the HF engine and the vLLM plan decide)."""
+    if trial.engine.dtype != "auto":
+        return trial.engine.dtype
+    if trial.resources.model_gpus:
+        return "bfloat16"
+    from trustray.engines.hf import cpu_has_bf16
+
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
 def run_config(
     trial: TrialSpec,
     run_dir: Path,
@@ -173,8 +186,9 @@ def run_config(
     from ray.util import ActorPool
 
     from trustray.compress import compress
+    from trustray.serve.builder import resolve_backend
     from trustray.evaluate.actor import EvaluatorActor
-    from trustray.serve import ServingOptions, build_model_app, model_handle
+    from trustray.serve import ServingOptions, deploy_model_app, model_handle
 
     start = time.perf_counter()
     data = DataDir(data_dir)
@@ -203,19 +217,34 @@ def run_config(
         eval_start = time.perf_counter()
         eng = trial.engine
         res = trial.resources
-        app = build_model_app(
-            compressed.path, engine_options=engine_options(eng), backend=eng.backend, name=config_id,
-            num_cpus=res.model_cpus,
-            serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas,
-                                   num_gpus=res.model_gpus),
-        )
+        backend = resolve_backend(eng.backend)
+        check_one_engine(run_dir, config_id, backend)
         _status(progress, f"deploying {label} as Serve app {config_id}")
-        serve.run(app, name=config_id, route_prefix=f"/{config_id}")
+        if backend == "vllm":
+            info = deploy_model_app(
+                compressed.path, app_name=config_id, route_prefix=f"/{config_id}", backend="vllm", name=config_id,
+                num_cpus=res.model_cpus, dtype=eng.dtype, vllm=eng.vllm,
+                serving=ServingOptions(num_replicas=res.model_replicas, num_gpus=res.model_gpus),
+            )
+        else:
+            info = deploy_model_app(
+                compressed.path, app_name=config_id, route_prefix=f"/{config_id}", backend=backend, name=config_id,
+                engine_options=engine_options(eng),
+                num_cpus=res.model_cpus,
+                serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas,
+                                       num_gpus=res.model_gpus),
+            )
         actors: list[Any] = []
         try:
-            stats = _engine_stats(model_handle(config_id), 1)
-            prov = provenance(trial, compressed, run_id, data, stats.get("engine_name", eng.backend),
-                              stats.get("engine_version", "unknown"), stats.get("engine_dtype") or eng.dtype)
+            if info is None:  # the HF app: its replicas report the engine and the dtype it runs in
+                stats = _engine_stats(model_handle(config_id), 1)
+                engine = (stats.get("engine_name", backend), stats.get("engine_version", "unknown"), eng.deterministic)
+                served_dtype = stats.get("engine_dtype") or eng.dtype
+            else:
+                engine = (info.name, info.version, info.reproducible)
+                served_dtype = _vllm_dtype(trial)
+            check_one_engine(run_dir, config_id, engine[0], engine[1])
+            prov = provenance(trial, compressed, run_id, data, *engine[:2], served_dtype, engine_reproducible=engine[2])
             actors = [
                 EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer, str(data.root))
                 for _ in range(min(res.evaluators, len(pending)))
@@ -244,6 +273,25 @@ def run_config(
     scores = score_config(run_dir, config_id, trial.eval.perspectives)
     return ConfigResult(config_id, label, scores, shards_total, len(pending), time.perf_counter() - start, ppl,
                         eval_seconds=eval_seconds, engine_stats=engine_stats)
+
+
+class EngineMixError(RuntimeError):
+    """A resumed config would get rows from a different engine than its committed ones."""
+
+
+def check_one_engine(run_dir: Path, config_id: str, engine_name: str, engine_version: str | None = None) -> None:
+    """Refuse to add rows to ``config_id`` from another engine (or engine version) than the
+    rows already committed for it: one config's scores come from one engine."""
+    from trustray.evaluate.store import committed_engines
+
+    found = committed_engines(run_dir, config_id)
+    other = sorted(f"{n} {v}" for n, v in found if n != engine_name or (engine_version is not None and v != engine_version))
+    if other:
+        now = f"{engine_name} {engine_version}" if engine_version else engine_name
+        raise EngineMixError(
+            f"config {config_id} has rows from {', '.join(other)}; resuming it with {now} would mix engines "
+            f"in one config. Resume with the same engine.backend, or start a new run (--name)"
+        )
 
 
 def _engine_stats(handle: Any, replicas: int) -> dict[str, Any]:

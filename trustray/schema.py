@@ -55,6 +55,9 @@ RESULT_SCHEMA = pa.schema(
         pa.field("data_source", pa.string()),
         pa.field("engine_name", pa.string(), nullable=False),
         pa.field("engine_version", pa.string(), nullable=False),
+        # false: the engine may answer the same request differently in another run (vLLM's
+        # batching); null in rows written before the column existed
+        pa.field("engine_reproducible", pa.bool_()),
         # the item and its generation
         pa.field("perspective", pa.string(), nullable=False),
         pa.field("scenario", pa.string(), nullable=False),

@@ -131,7 +131,7 @@ def _probe(address: str) -> None:
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-#: Serve's HTTP port on each node when an app can only be reached over HTTP.
+#: Serve's default HTTP port; the sweep never uses it (a free loopback port where HTTP is needed).
 SERVE_HTTP_PORT = 8000
 
 
@@ -143,15 +143,23 @@ def needs_http(trials: Sequence[TrialSpec]) -> bool:
 
 
 def start_serve(*, http: bool = False) -> None:
-    """Start Serve in the driver. Evaluators reach models through Serve handles, so by default
-    no HTTP proxy runs; with ``http`` each node's proxy listens on its loopback address only
-    (evaluators call the proxy of their own node), never on an address others can reach."""
+    """Start Serve in the driver. Evaluators reach HF apps through Serve handles, so by default no
+    HTTP proxy runs; with ``http`` (the vLLM app, reached over HTTP) each node's proxy listens on
+    its loopback address only, on a free port, never on an address other machines can reach."""
     from ray import serve
 
     if http:
-        serve.start(http_options={"host": "127.0.0.1", "port": SERVE_HTTP_PORT})
+        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
     else:
         serve.start(proxy_location="Disabled")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _trainable(config: dict[str, Any]) -> None:

@@ -132,10 +132,14 @@ def evaluate(
     storage_path: Annotated[str, typer.Option("--storage-path")] = "runs",
     data_dir: DataDirOpt = None,
     address: Address = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="HF engine rows per batch.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, hf or vllm.")] = "auto",
 ) -> None:
     """Evaluate one model config (no Tune) with live progress per perspective."""
+    from pydantic import ValidationError
+
     from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec, TrialSpec
+    from trustray.config import _format_errors as format_errors
     from trustray.data import DataDir
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
@@ -146,8 +150,15 @@ def evaluate(
     eval_fields = {"profile": profile}
     if perspectives:
         eval_fields["perspectives"] = perspectives
-    trial = TrialSpec(model=ModelSpec(name=model), compression=comp, calibration=calib,
-                      eval=EvalSpec(**eval_fields), engine=EngineSpec(batch_size=batch_size))
+    engine_fields: dict[str, object] = {"backend": backend}
+    if batch_size is not None:
+        engine_fields["batch_size"] = batch_size
+    try:
+        trial = TrialSpec(model=ModelSpec(name=model), compression=comp, calibration=calib,
+                          eval=EvalSpec(**eval_fields), engine=EngineSpec(**engine_fields))
+    except ValidationError as e:
+        fail(format_errors(e))
+        raise  # unreachable
     DataDir(data_dir).verify_present()
     resolve_model(model)  # fail fast on an unknown model, before Ray starts
     run_dir = Path(storage_path).expanduser().resolve() / run

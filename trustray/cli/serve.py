@@ -58,18 +58,26 @@ def serve_command(
     name: str | None = typer.Option(None, help="Model id clients send (default: the model's name)."),
     backend: str = typer.Option("auto", help="auto, hf or vllm."),
     num_cpus: float | None = typer.Option(None, min=0, help="CPUs for the model replica (default: all)."),
-    dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32 (HF backend)."),
+    dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32."),
+    num_gpus: float = typer.Option(0, min=0, help="GPUs for the model replica (vLLM: a whole number)."),
+    kv_cache_gib: int = typer.Option(1, min=1, help="vLLM on CPU: GiB of KV cache (VLLM_CPU_KVCACHE_SPACE)."),
+    max_model_len: int = typer.Option(2048, min=1, help="vLLM: longest prompt + completion in tokens."),
 ) -> None:
     """Serve MODEL on /v1/completions and /v1/chat/completions until Ctrl-C."""
     from trustray.engines.hf import EngineOptions
     from trustray.models import resolve_model
-    from trustray.serve.builder import build_model_app, resolve_backend
+    from trustray.serve.builder import ServingOptions, deploy_model_app, resolve_backend
     from trustray.serve.openai_api import token_digest
+    from trustray.serve.vllm_serving import VLLMCheckpointError, VLLMOptions
 
     token = serving_token(host)
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
         fail(f"unknown --dtype {dtype!r}; choose auto, bfloat16, float16 or float32")
-    if resolve_backend(backend) == "vllm" and token is not None:  # an unknown backend fails here too
+    try:
+        concrete = resolve_backend(backend)  # an unknown backend fails before anything starts
+    except ValueError as e:
+        fail(str(e))
+    if concrete == "vllm" and token is not None:
         fail(f"{TOKEN_ENV} is enforced by the hf backend only; serve vLLM on 127.0.0.1 behind an "
              "authenticating proxy, or use --backend hf")
     _check_port_free(host, port)
@@ -82,21 +90,39 @@ def serve_command(
         resolved = resolve_model(model)
         model_id = name or resolved.name
     cpus = num_cpus if num_cpus is not None else float(os.cpu_count() or 1)
+    if concrete == "vllm":
+        from trustray.serve.vllm_serving import check_vllm_can_load
+
+        try:  # before Ray starts: a checkpoint vLLM cannot load on this device fails in a second
+            check_vllm_can_load(resolved.path, "gpu" if num_gpus else "cpu")
+        except VLLMCheckpointError as e:
+            fail(str(e))
 
     import ray
     from ray import serve
 
     with console.status("starting Ray and loading the model..."):
-        ray.init(address="local", num_cpus=max(1, int(cpus + 0.999)), include_dashboard=False,
+        ray.init(address="local", num_cpus=max(1, int(cpus + 0.999)), num_gpus=int(num_gpus + 0.999) or None,
+                 include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         try:
             serve.start(http_options={"host": host, "port": port})
-            app = build_model_app(
-                resolved, engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
-                backend=backend, name=model_id, num_cpus=cpus,  # type: ignore[arg-type]
-                token_sha256=token_digest(token) if token else None,
-            )
-            serve.run(app, name="trustray", route_prefix="/", blocking=False)
+            if concrete == "vllm":
+                deploy_model_app(
+                    resolved, app_name="trustray", route_prefix="/", backend="vllm", name=model_id,
+                    num_cpus=cpus, dtype=dtype, serving=ServingOptions(num_gpus=num_gpus),
+                    vllm=VLLMOptions(kv_cache_gib=kv_cache_gib, max_model_len=max_model_len),
+                )
+            else:
+                deploy_model_app(
+                    resolved, app_name="trustray", route_prefix="/", backend="hf", name=model_id,
+                    engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
+                    num_cpus=cpus, serving=ServingOptions(num_gpus=num_gpus),
+                    token_sha256=token_digest(token) if token else None,
+                )
+        except VLLMCheckpointError as e:
+            ray.shutdown()
+            fail(str(e))
         except BaseException:
             ray.shutdown()
             raise

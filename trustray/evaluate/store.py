@@ -93,3 +93,15 @@ def foreign_schema_message(run_dir: Path, versions: set[int]) -> str | None:
         f"version {SCHEMA_VERSION} (config and setting ids now cover every spec field). Re-run the sweep or "
         "eval into a new run directory (--name / --run), or report the old run with the trustray that wrote it"
     )
+
+
+def committed_engines(run_dir: Path, config_id: str) -> set[tuple[str, str]]:
+    """The distinct ``(engine_name, engine_version)`` of one config's committed rows."""
+    base = results_dir(run_dir) / f"config={config_id}"
+    files = sorted(str(p) for p in base.glob("perspective=*/shard-*.parquet"))
+    if not files:
+        return set()
+    table = ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table(
+        columns=["engine_name", "engine_version"]
+    )
+    return set(zip(table["engine_name"].to_pylist(), table["engine_version"].to_pylist(), strict=True))

@@ -214,6 +214,7 @@ def build_tables(
         row["calib_seeds"] = int(cfg["calib_seed"].dropna().nunique()) if calibrated else pd.NA
         row["n_configs"] = len(ids)
         row["config_ids"] = ",".join(ids)
+        row["engines"], row["reproducible"] = _engines(results[results["config_id"].isin(ids)])
         for col in ("model_size_bytes", "weight_bytes"):
             size = cfg[col].dropna()
             row[col] = float(size.mean()) if len(size) else math.nan
@@ -246,6 +247,11 @@ def build_tables(
         row["perplexity_std"] = float(pp.std(ddof=1)) if len(pp) >= 2 else math.nan
         rows.append(row)
 
+    unrepro = [f"{r['setting']} ({r['engines']})" for r in rows if r["reproducible"] is False]
+    if unrepro:
+        notes.append("not reproducible: " + "; ".join(unrepro) + " were served by an engine whose outputs "
+                     "change from run to run (vLLM batching), so their scores can too; the HF backend is "
+                     "the reference")
     summary = pd.DataFrame.from_records(rows)
     summary = _add_paired(summary, items, blocks, base, trust, [*trust, *utility], spec, paired_rows)
     order = {"dense": 0}
@@ -311,6 +317,16 @@ def seed_variance_table(
                 "delta_over_seed_std": ratio, "exceeds_seed_spread": exceeds, "verdict": verdict,
             })
     return pd.DataFrame.from_records(out, columns=cols)
+
+
+def _engines(rows: pd.DataFrame) -> tuple[str, bool | None]:
+    """The engines that served a setting's rows, and whether all of them are reproducible
+    (``None`` when the rows predate the ``engine_reproducible`` column)."""
+    names = sorted({f"{n} {v}" for n, v in zip(rows["engine_name"], rows["engine_version"], strict=True)})
+    flags = rows["engine_reproducible"] if "engine_reproducible" in rows else pd.Series(dtype=object)
+    flags = flags.dropna()
+    reproducible = None if flags.empty else bool(flags.astype(bool).all())
+    return ", ".join(names), reproducible
 
 
 def _column_order(summary: pd.DataFrame, trust: list[str], utility: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Model serving: one Ray Serve application per model, OpenAI-compatible over HTTP.
 
-``build_model_app`` builds the app (HF engine with dynamic batching on CPU; ``ray.serve.llm``
-/ vLLM on GPU images), ``model_handle`` gives in-cluster callers a uniform
+``build_model_app`` builds the app (HF engine with dynamic batching; ``ray.serve.llm`` / vLLM
+on CPU or GPU), ``deploy_model_app`` deploys either, ``model_handle`` gives in-cluster callers a uniform
 ``generate.remote(request)``. ``ModelServer`` is the Ray-free core. Ray, FastAPI and torch are
 imported only when one of these is used.
 """
@@ -14,11 +14,13 @@ __all__ = [
     "BACKENDS",
     "DEPLOYMENT_NAME",
     "DynamicBatcher",
+    "EngineInfo",
     "ModelServer",
     "OpenAIError",
     "OpenAIHTTPHandle",
     "ServingOptions",
     "build_model_app",
+    "deploy_model_app",
     "model_handle",
     "resolve_backend",
 ]
@@ -27,6 +29,8 @@ _HOMES = {
     "BACKENDS": "builder",
     "ServingOptions": "builder",
     "build_model_app": "builder",
+    "deploy_model_app": "builder",
+    "EngineInfo": "builder",
     "model_handle": "builder",
     "resolve_backend": "builder",
     "DEPLOYMENT_NAME": "deployment",

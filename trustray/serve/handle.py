@@ -18,10 +18,25 @@ from trustray.generation import Generation, GenerationRequest
 from trustray.serve import openai_api as oa
 
 DEFAULT_TIMEOUT_S = 600.0
+#: How long a request keeps retrying while the server is unreachable or answers 5xx: Serve
+#: replaces a dead replica (a vLLM replica takes about a minute to start on a quiet CPU, several
+#: on a loaded one).
+DEFAULT_RETRY_S = 600.0
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
 
 
 class HTTPGenerateError(RuntimeError):
     """The OpenAI server answered a request with an error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _retryable(e: Exception) -> bool:
+    if isinstance(e, HTTPGenerateError):
+        return e.status in _RETRY_STATUS
+    return isinstance(e, (httpx.TransportError, httpx.RemoteProtocolError))
 
 
 class _PendingCall:
@@ -51,12 +66,13 @@ class OpenAIHTTPHandle:
     ``/v1/chat/completions`` (messages) and turns the answers back into ``Generation`` objects."""
 
     def __init__(self, base_url: str, model_id: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_connections: int = 256, token: str | None = None) -> None:
+                 max_connections: int = 256, retry_s: float = DEFAULT_RETRY_S, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         # Sent as ``Authorization: Bearer <token>`` to a server started with a token.
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.model_id = model_id
         self.timeout_s = timeout_s
+        self.retry_s = retry_s
         self.max_connections = max_connections
         self.generate = _GenerateMethod(self)
         self._clients: dict[int, httpx.AsyncClient] = {}
@@ -89,7 +105,8 @@ class OpenAIHTTPHandle:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:500]
-            raise HTTPGenerateError(f"{response.request.url} answered {response.status_code}: {message}")
+            raise HTTPGenerateError(f"{response.request.url} answered {response.status_code}: {message}",
+                                    response.status_code)
         return response.json()
 
     async def _model(self) -> str:
@@ -99,19 +116,35 @@ class OpenAIHTTPHandle:
         return self.model_id
 
     async def _agenerate(self, request: GenerationRequest) -> Generation:
-        route, body = oa.request_body(request, await self._model())
-        start = time.perf_counter()
-        data = self._check(await self._client().post(route, json=body))
-        return oa.generation_from_response(request, data, time.perf_counter() - start)
+        deadline, delay = time.monotonic() + self.retry_s, 1.0
+        while True:
+            try:
+                route, body = oa.request_body(request, await self._model())
+                start = time.perf_counter()
+                data = self._check(await self._client().post(route, json=body))
+                return oa.generation_from_response(request, data, time.perf_counter() - start)
+            except (HTTPGenerateError, httpx.HTTPError) as e:
+                if not _retryable(e) or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
 
     def _generate_sync(self, request: GenerationRequest, timeout_s: float | None) -> Generation:
+        deadline, delay = time.monotonic() + self.retry_s, 1.0
         with httpx.Client(base_url=self.base_url, timeout=timeout_s or self.timeout_s, headers=self._headers) as client:
-            if self.model_id is None:
-                self.model_id = self._check(client.get("/v1/models"))["data"][0]["id"]
-            route, body = oa.request_body(request, self.model_id)
-            start = time.perf_counter()
-            data = self._check(client.post(route, json=body))
-        return oa.generation_from_response(request, data, time.perf_counter() - start)
+            while True:
+                try:
+                    if self.model_id is None:
+                        self.model_id = self._check(client.get("/v1/models"))["data"][0]["id"]
+                    route, body = oa.request_body(request, self.model_id)
+                    start = time.perf_counter()
+                    data = self._check(client.post(route, json=body))
+                    return oa.generation_from_response(request, data, time.perf_counter() - start)
+                except (HTTPGenerateError, httpx.HTTPError) as e:
+                    if not _retryable(e) or time.monotonic() + delay > deadline:
+                        raise
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

