@@ -9,11 +9,11 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
 from conftest import SHARED_DATA
 from fake_cluster import FakeCluster, start_fake_cluster, wait_for
+from test_pipeline_ray import expected_shards, read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -22,27 +22,6 @@ SPEC = REPO / "tests" / "specs" / "gpu_sim_sweep.yaml"
 # Mirrors cluster/aws-gpu.yaml: a head that runs no work, GPU workers from 0 up to a cap.
 WORKER_TYPES = {"gpu_a10g": {"resources": {"CPU": 1, "GPU": 1}, "min_workers": 0, "max_workers": 4}}
 KEY = ["config_id", "perspective", "item_id", "generation_index"]
-
-
-def read_rows(run_dir: Path):
-    files = sorted(str(p) for p in (run_dir / "results").glob("config=*/perspective=*/shard-*.parquet"))
-    return ds.dataset(files, format="parquet", partitioning=None).to_table().to_pandas(), files
-
-
-def planned_shards(run_dir: Path, spec) -> set[str]:
-    import json
-
-    from trustray.data import DataDir
-    from trustray.evaluate.store import shard_path
-    from trustray.pipeline import eval_context, plan
-
-    out = set()
-    for record in (run_dir / "configs").glob("*.json"):
-        body = json.loads(record.read_text())
-        trial = spec.trials()[0].model_validate(body["trial"])
-        for _, shards in plan(trial, body["config_id"], DataDir(SHARED_DATA), eval_context(trial)).values():
-            out |= {str(shard_path(run_dir, s)) for s in shards}
-    return out
 
 
 class GPUWatch:
@@ -128,7 +107,7 @@ def test_sweep_scales_gpu_workers_up_from_zero_and_back_down(scaled_sweep):
     assert outcome.ok, outcome.errors
     assert timings["gpus_before"] == 0 and timings["max_gpus"] >= 1
     rows, files = read_rows(outcome.run_dir)
-    assert set(files) == planned_shards(outcome.run_dir, spec)
+    assert set(files) == expected_shards(outcome.run_dir, spec)
     assert rows["config_id"].nunique() == 2 and not rows.duplicated(KEY).any()
     assert set(rows["engine_name"]) == {"simulated"}
     assert len(outcome.metrics) == 2

@@ -51,6 +51,14 @@ def check_schema(run_dir: Path) -> None:
         raise SpecError(problem)
 
 
+def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    """Write ``body`` to ``path`` through a dot-prefixed temp file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
 def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
     """Record the spec in a new run directory; refuse to resume one made by a different spec."""
     check_schema(run_dir)
@@ -65,10 +73,7 @@ def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
                 "(name: in the YAML or --name) or remove the directory"
             )
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".sweep.json.tmp")
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    _write_json_atomic(path, body)
 
 
 def check_or_record_eval(run_dir: Path, trial: TrialSpec) -> None:
@@ -93,10 +98,7 @@ def check_or_record_eval(run_dir: Path, trial: TrialSpec) -> None:
                 "evaluate into another run directory (--run NAME) or remove it"
             )
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".eval.json.tmp")
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    _write_json_atomic(path, body)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
