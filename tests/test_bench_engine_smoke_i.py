@@ -15,6 +15,7 @@ PERSPECTIVES = ("toxicity", "stereotype", "privacy", "fairness")
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_smoke_scores_through_hf_engine(data_dir: DataDir) -> None:
     from trustray.engines.hf import HFEngine
     from trustray.scorers import get_scorer

@@ -20,7 +20,7 @@ from conftest import SHARED_DATA
 from test_pipeline_ray import expected_shards, read_rows
 from test_vllm_serving import _vllm_venv_python
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VLLM = REPO / "tests" / "specs" / "tiny_vllm_sweep.yaml"
