@@ -22,7 +22,8 @@ from trustray.compress import (
     read_record,
 )
 
-pytestmark = pytest.mark.slow
+# Five llm-compressor runs (GPTQ, AWQ, SparseGPT, Wanda, magnitude): about 9 min in fp32.
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 MODEL = "smollm2-135m"
 CALIB = CalibrationSpec(num_samples=8, seq_len=64, seed=0)
