@@ -18,7 +18,6 @@ import pytest
 from conftest import SHARED_DATA
 
 # two GPTQ compressions (cached after the first run) and three evaluations on a shared CPU
-# Two GPTQ compressions and four evaluations: heavy on fp32 CPUs.
 pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(2400)]
 
 REPO = Path(__file__).resolve().parents[1]
