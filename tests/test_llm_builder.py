@@ -146,7 +146,7 @@ def test_build_openai_app_with_vllm(tmp_path):
     import os
     import subprocess
 
-    from test_vllm_serving import _vllm_venv_python
+    from test_vllm_serving import run_in_vllm_venv
 
     code = (
         "import sys\n"
@@ -157,9 +157,7 @@ def test_build_openai_app_with_vllm(tmp_path):
         "assert isinstance(gpu, Application) and isinstance(cpu, Application)\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([_vllm_venv_python(), "-c", code, str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    run_in_vllm_venv(code, str(tmp_path))
 
 
 def test_compress_python_from_env(monkeypatch):

@@ -553,7 +553,7 @@ def test_vllm_backend_builds_an_openai_app(tiny_checkpoint):
     """build_model_app(backend="vllm") where vLLM is installed (the vLLM venv)."""
     import os
 
-    from test_vllm_serving import _vllm_venv_python
+    from test_vllm_serving import run_in_vllm_venv
 
     code = (
         "import sys\n"
@@ -564,9 +564,7 @@ def test_vllm_backend_builds_an_openai_app(tiny_checkpoint):
         "assert isinstance(app, Application)\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([_vllm_venv_python(), "-c", code, str(tiny_checkpoint)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    run_in_vllm_venv(code, str(tiny_checkpoint))
 
 
 # -- CLI -----------------------------------------------------------------------------------------

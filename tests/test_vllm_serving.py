@@ -164,6 +164,15 @@ def _vllm_venv_python() -> str:
     return python
 
 
+def run_in_vllm_venv(code: str, *args: str) -> None:
+    """Run ``code`` under the vLLM venv's Python (this checkout importable); it must print ``ok``."""
+    import subprocess
+
+    proc = subprocess.run([_vllm_venv_python(), "-c", code, *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_planned_app_is_accepted_by_ray_serve_llm(tmp_path):
     """The CPU and GPU plans build a Serve application in the vLLM venv's Ray Serve LLM."""
