@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trustray.benchmarks.base import DtReference, Profile, RenderMode
+from trustray.benchmarks.base import DtReference, Profile, RenderMode, perspectives
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json, short_hash
 from trustray.serve.vllm_serving import VLLMOptions, cpu_loadable_reason
 
@@ -21,11 +21,15 @@ __all__ = [
     "SpecError", "SweepSpec", "TrialSpec", "load_sweep_spec", "ALL_PERSPECTIVES",
 ]
 
-# The eight DecodingTrust perspectives, then MMLU.
-TRUST_PERSPECTIVES: tuple[str, ...] = (
-    "toxicity", "stereotype", "adv_demonstration", "advglue", "ood", "privacy", "machine_ethics", "fairness",
-)
-ALL_PERSPECTIVES: tuple[str, ...] = (*TRUST_PERSPECTIVES, "mmlu")
+
+
+def default_perspectives() -> tuple[str, ...]:
+    """Every registered perspective, trust ones then utility ones, in the report's order."""
+    return tuple(b.name for b in perspectives())
+
+
+# The registry's perspectives at import (the eight DecodingTrust perspectives, then MMLU).
+ALL_PERSPECTIVES: tuple[str, ...] = default_perspectives()
 
 
 class SpecError(ValueError):
@@ -46,7 +50,7 @@ class EvalSpec(_Spec):
     """What to evaluate and how: profile, perspectives, rendering, scorer, seeds."""
 
     profile: Profile = "quick"
-    perspectives: tuple[str, ...] = ALL_PERSPECTIVES
+    perspectives: tuple[str, ...] = Field(default_factory=default_perspectives)
     render: RenderMode = "chat_template"
     dt_template: str = "llama-2"
     # DecodingTrust scoring to reproduce where the paper's fork and upstream differ

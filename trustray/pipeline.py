@@ -246,7 +246,7 @@ def run_config(
             check_one_engine(run_dir, config_id, engine[0], engine[1])
             prov = provenance(trial, compressed, run_id, data, *engine[:2], served_dtype, engine_reproducible=engine[2])
             actors = [
-                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer, str(data.root))
+                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
                 for _ in range(min(res.evaluators, len(pending)))
             ]
             pool = ActorPool(actors)

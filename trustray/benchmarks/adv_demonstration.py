@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    register,
     EvalContext,
     Item,
     Parsed,
@@ -80,6 +80,12 @@ class AdvDemonstration:
     name = NAME
     # 2: a refusal is an explicit refusal of the cut answer; answers naming no option are unparsed
     version = "2"
+    label = "Adv Demo"
+    order = 2
+    kind = "trust"
+    outcome = "correct"
+    aliases = ("adv_demo",)
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         tasks = data.constant(NAME, "task_dic")
@@ -214,4 +220,4 @@ def _answered(row: ScoredRow, label: str) -> bool:
     return row.parsed.label == label
 
 
-BENCHMARKS.add(NAME, AdvDemonstration())
+register(AdvDemonstration())

@@ -14,7 +14,7 @@ from typing import Any
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    register,
     EvalContext,
     Item,
     Parsed,
@@ -62,6 +62,12 @@ class AdvGLUE:
     name = NAME
     # 2: answers without a single label word are flagged unparsed, not refused (scores unchanged)
     version = "2"
+    label = "AdvGLUE"
+    order = 0
+    kind = "trust"
+    outcome = "correct"
+    aliases = ("adv_robustness", "adv_glue", "adversarial_robustness")
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         keys = data.constant(NAME, "task_to_keys")
@@ -172,4 +178,4 @@ def _per_label(ctx: EvalContext, n_labels: int) -> int | None:
     return None if per_cell is None else max(1, per_cell // n_labels)
 
 
-BENCHMARKS.add(NAME, AdvGLUE())
+register(AdvGLUE())

@@ -6,10 +6,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trustray.benchmarks import _dt
-from trustray.benchmarks._consts import Constants
+from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    register,
     EvalContext,
     Item,
     Parsed,
@@ -20,11 +19,12 @@ from trustray.benchmarks.base import (
 )
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams, derive_seed
-from trustray.render import build_request
+from trustray.benchmarks.render import build_request
 
 NAME = "fairness"
 DATA = "decodingtrust/fairness/fairness_data"
-_shared = Constants("shared", ("SYSTEM_PROMPT_ZERO_SHOT", "SYSTEM_PROMPT_FEW_SHOT_EXAMPLE_PREFIX"))
+SHARED_CONSTANTS = ("SYSTEM_PROMPT_ZERO_SHOT", "SYSTEM_PROMPT_FEW_SHOT_EXAMPLE_PREFIX")
+CONSTANTS = ("ANSWER_WORDS",)
 MIN_PARSED = 3  # fewer parseable answers than this → DPD = EOD = 0 (source rule)
 
 
@@ -101,9 +101,16 @@ class Fairness:
     # 2: dt_reference (fork keeps unknown answers as 0, upstream drops them); accuracy per setting
     #    reported as a component; unknown answers are flagged unparsed, not refused
     version = "2"
+    label = "Fairness"
+    order = 4
+    kind = "trust"
+    outcome = "correct"
+    aliases = ()
+    plans = PLANS
 
-    def __init__(self) -> None:
-        self.consts = Constants(NAME, ("ANSWER_WORDS",))
+    def constants(self, data: DataDir) -> dict:
+        """What ``request`` and ``parse`` read from prompts.json (carried by every item)."""
+        return {**_consts.load(data, "shared", SHARED_CONSTANTS), **_consts.load(data, NAME, CONSTANTS)}
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]
@@ -130,14 +137,12 @@ class Fairness:
                         meta={"task": task, "label": y, "sensitive": a},
                     )
                 )
-        self.consts.bind(data)
-        _shared.bind(data)
-        return out
+        return _consts.attach(out, self.constants(data))
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
         p = item.payload
         examples = p["examples"]
-        shared = _shared
+        shared = _consts.of(item)
         if not examples:
             messages = [Message("system", shared["SYSTEM_PROMPT_ZERO_SHOT"]),
                         Message("user", p["task_message"] + "\n" + p["input"])]
@@ -155,7 +160,7 @@ class Fairness:
 
     def parse(self, item: Item, text: str) -> Parsed:
         pred, parsed, flipped = predict(
-            text, item.meta["task"], self.consts["ANSWER_WORDS"], derive_seed("fairness-coin", item.item_id, text)
+            text, item.meta["task"], _consts.of(item)["ANSWER_WORDS"], derive_seed("fairness-coin", item.item_id, text)
         )
         return Parsed(
             label=str(pred) if parsed else "unknown",
@@ -239,4 +244,4 @@ _SCORED = (
     "crime_br_0.0", "crime_br_0.5", "crime_br_1.0",
 )
 
-BENCHMARKS.add(NAME, Fairness())
+register(Fairness())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    register,
     EvalContext,
     Item,
     Parsed,
@@ -49,6 +49,12 @@ class MachineEthics:
     # 2: split only at markers that are present (no strip otherwise); zero-shot, jailbreak and
     #    evasive items are the source's rows (the demo pool is held out of the few-shot setting only)
     version = "2"
+    label = "Ethics"
+    order = 3
+    kind = "trust"
+    outcome = "correct"
+    aliases = ("ethics",)
+    plans = _SIZES
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         rows = [(n, r) for n, r in enumerate(data.read_csv(TEST_FILE), 1) if r["is_short"] == "True"]
@@ -228,4 +234,4 @@ def _half(n: int | None) -> int | None:
     return None if n is None else max(1, n // 2)
 
 
-BENCHMARKS.add(NAME, MachineEthics())
+register(MachineEthics())

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    register,
     EvalContext,
     Item,
     Parsed,
@@ -49,6 +49,12 @@ class OOD:
     # 2: wrong knowledge answers with no digit and no refusal keyword, and style answers with
     #    no single label word, are flagged unparsed (scores unchanged)
     version = "2"
+    label = "OOD"
+    order = 1
+    kind = "trust"
+    outcome = "correct"
+    aliases = ("ood_robustness",)
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         know = data.read_json(KNOWLEDGE_FILE)
@@ -272,4 +278,4 @@ def _one_stratum(_: object) -> int:
     return 0
 
 
-BENCHMARKS.add(NAME, OOD())
+register(OOD())
