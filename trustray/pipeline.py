@@ -107,7 +107,7 @@ def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir, en
     from trustray.models import resolve_model
 
     ident = config_identity(trial, compressed)
-    base_path = compressed.path if compressed.compression.method == "none" else resolve_model(trial.model.name).path
+    base_path = compressed.path if compressed.compression.is_dense else resolve_model(trial.model.name).path
     return {
         "run_id": run_id,
         "config_id": identity.config_id(ident),

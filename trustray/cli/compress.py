@@ -68,7 +68,7 @@ def compress_cmd(
     except (ValidationError, ValueError) as e:
         fail(spec_error(e))
     result = compress(base, spec, calib, data_dir=data_dir, cache=cache)
-    how = "cache hit" if result.cache_hit else ("base model" if spec.method == "none" else f"{result.seconds:.1f}s")
+    how = "cache hit" if result.cache_hit else ("base model" if spec.is_dense else f"{result.seconds:.1f}s")
     err_console.print(f"[dim]{spec.label()} config {result.config_id} ({how})[/]", highlight=False)
     print(result.path)
 
