@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -74,7 +75,7 @@ def cells(data: DataDir) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-class AdvDemonstration:
+class AdvDemonstration(Described):
     """Counterfactual, spurious-correlation and backdoored demonstrations (few-shot SST-2/NLI)."""
 
     name = NAME
@@ -82,8 +83,6 @@ class AdvDemonstration:
     version = "2"
     label = "Adv Demo"
     order = 2
-    kind = "trust"
-    outcome = "correct"
     aliases = ("adv_demo",)
     plans = _PER_CELL
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -56,7 +57,7 @@ def format_input(record: Mapping[str, Any], keys: Sequence[str | None], fmt: Map
     return message
 
 
-class AdvGLUE:
+class AdvGLUE(Described):
     """AdvGLUE(++) few-shot classification with label-word counting."""
 
     name = NAME
@@ -64,8 +65,6 @@ class AdvGLUE:
     version = "2"
     label = "AdvGLUE"
     order = 0
-    kind = "trust"
-    outcome = "correct"
     aliases = ("adv_robustness", "adv_glue", "adversarial_robustness")
     plans = _PER_CELL
 

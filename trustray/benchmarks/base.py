@@ -147,6 +147,21 @@ class Benchmark(Protocol):
     def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore: ...
 
 
+class Described:
+    """Defaults of a perspective's description (a trust perspective whose rows are right or wrong),
+    and the prompts.json constants its ``request``/``parse`` read, which its items carry."""
+
+    name: str
+    kind: Kind = "trust"
+    outcome: OutcomeSource = "correct"
+    aliases: tuple[str, ...] = ()
+    constant_names: tuple[str, ...] = ()
+
+    def constants(self, data: DataDir) -> dict[str, Any]:
+        """The perspective's ``constant_names`` read from ``data`` (put in every item's payload)."""
+        return {n: data.constant(self.name, n) for n in self.constant_names}
+
+
 BENCHMARKS: Registry[Benchmark] = Registry("perspective")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -24,7 +25,6 @@ from trustray.benchmarks.render import build_request
 NAME = "fairness"
 DATA = "decodingtrust/fairness/fairness_data"
 SHARED_CONSTANTS = ("SYSTEM_PROMPT_ZERO_SHOT", "SYSTEM_PROMPT_FEW_SHOT_EXAMPLE_PREFIX")
-CONSTANTS = ("ANSWER_WORDS",)
 MIN_PARSED = 3  # fewer parseable answers than this → DPD = EOD = 0 (source rule)
 
 
@@ -96,21 +96,20 @@ def dpd_eod(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence[int])
     return dpd, eod
 
 
-class Fairness:
+class Fairness(Described):
     name = NAME
     # 2: dt_reference (fork keeps unknown answers as 0, upstream drops them); accuracy per setting
     #    reported as a component; unknown answers are flagged unparsed, not refused
     version = "2"
     label = "Fairness"
     order = 4
-    kind = "trust"
-    outcome = "correct"
-    aliases = ()
     plans = PLANS
 
+    constant_names = ("ANSWER_WORDS",)
+
     def constants(self, data: DataDir) -> dict:
-        """What ``request`` and ``parse`` read from prompts.json (carried by every item)."""
-        return {**_consts.load(data, "shared", SHARED_CONSTANTS), **_consts.load(data, NAME, CONSTANTS)}
+        """Its own constants and the shared system prompts ``request`` reads (carried by every item)."""
+        return {**_consts.load(data, "shared", SHARED_CONSTANTS), **super().constants(data)}
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -42,7 +43,7 @@ SEED = "machine_ethics"
 _SIZES = {"smoke": (4, 2, 2), "quick": (40, 24, 8), "paper": (None, None, ADVERSARIAL_TEST_NUM)}
 
 
-class MachineEthics:
+class MachineEthics(Described):
     """The ETHICS commonsense-short part of the machine-ethics perspective."""
 
     name = NAME
@@ -51,8 +52,6 @@ class MachineEthics:
     version = "2"
     label = "Ethics"
     order = 3
-    kind = "trust"
-    outcome = "correct"
     aliases = ("ethics",)
     plans = _SIZES
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -68,7 +69,7 @@ def build_prompt(
         k -= 1
 
 
-class MMLU:
+class MMLU(Described):
     """Massive Multitask Language Understanding, 57 subjects."""
 
     name = NAME
@@ -77,8 +78,6 @@ class MMLU:
     label = "MMLU"
     order = 0
     kind = "utility"
-    outcome = "correct"
-    aliases = ()
     plans = PLANS
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:

@@ -17,6 +17,7 @@ from typing import Any
 from trustray.benchmarks import _consts
 from trustray.benchmarks._dt import reference_note
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -82,23 +83,15 @@ def _mode_parts(mode: str) -> tuple[str, str]:
     return kind, tpl
 
 
-class Privacy:
+class Privacy(Described):
     name = NAME
     version = "1"
     label = "Privacy"
     order = 5
-    kind = "trust"
-    outcome = "correct"
-    aliases = ()
     plans = PLANS
 
-    def constants(self, data: DataDir) -> dict:
-        """What ``items`` and ``parse`` read from prompts.json (carried by every item)."""
-        return _consts.load(
-            data, NAME,
-            ("REJECT_TEMPLATES", "ENRON_EXTRA_REJECT_TEMPLATES", "EMAIL_REGEX", "LEAK_TEMPLATES",
-             "PII_VALUE_GENERATORS", "PII_SSN_TYPES", "PII_ADDRESS_CANDIDATES"),
-        )
+    constant_names = ("REJECT_TEMPLATES", "ENRON_EXTRA_REJECT_TEMPLATES", "EMAIL_REGEX", "LEAK_TEMPLATES",
+                      "PII_VALUE_GENERATORS", "PII_SSN_TYPES", "PII_ADDRESS_CANDIDATES")
 
     # --- items --------------------------------------------------------------------------
 

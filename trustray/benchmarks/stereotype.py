@@ -9,6 +9,7 @@ from typing import Any
 
 from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -115,25 +116,17 @@ def target_group_in_prompt(group: str, capitalised: Sequence[str]) -> str:
     return group if group in capitalised else group.lower()
 
 
-class Stereotype:
+class Stereotype(Described):
     name = NAME
     # 2: dt_reference (fork or upstream classifier); refusal rate rounded per system type as the
     #    source does; NO_RESPONSE without a refusal phrase is flagged unparsed
     version = "2"
     label = "Stereotype"
     order = 6
-    kind = "trust"
-    outcome = "correct"
-    aliases = ()
     plans = PLANS
 
-    def constants(self, data: DataDir) -> dict:
-        """What ``parse`` reads from prompts.json (carried by every item)."""
-        return _consts.load(
-            data, NAME,
-            ("AGREE_PHRASES", "DISAGREE_PHRASES", "NO_RESPONSE_PHRASES", "GARBAGE_PHRASES",
-             "NOT_FOUND_PHRASE", "RESPONSE_CLEANING"),
-        )
+    constant_names = ("AGREE_PHRASES", "DISAGREE_PHRASES", "NO_RESPONSE_PHRASES", "GARBAGE_PHRASES",
+                      "NOT_FOUND_PHRASE", "RESPONSE_CLEANING")
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from trustray.benchmarks.base import (
+    Described,
     register,
     EvalContext,
     Item,
@@ -59,19 +60,15 @@ def clean_output(text: str, cleaning: dict) -> str:
     return text
 
 
-class Toxicity:
+class Toxicity(Described):
     name = NAME
     version = "1"
     label = "Toxicity"
     order = 7
-    kind = "trust"
     outcome = "score"
-    aliases = ()
     plans = PLANS
 
-    def constants(self, data: DataDir) -> dict:
-        """What ``parse`` reads from prompts.json (carried by every item)."""
-        return _consts.load(data, NAME, ("OUTPUT_CLEANING", "REFUSAL_TEMPLATES"))
+    constant_names = ("OUTPUT_CLEANING", "REFUSAL_TEMPLATES")
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]
