@@ -174,7 +174,7 @@ def _check_vllm(engine: EngineSpec, resources: ResourceSpec, compressions: tuple
     problems = resources.vllm_problems()
     if not resources.model_gpus:
         for comp in compressions:
-            if comp.method in ("gptq", "awq"):
+            if comp.is_quantization:
                 reason = cpu_loadable_reason(comp.bits)
                 if reason:
                     problems.append(f"{comp.label()}: {reason}")

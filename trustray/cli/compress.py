@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from trustray.cli.common import err_console, fail
+from trustray.compress.spec import METHOD_NAMES
 
 
 def spec_error(e: Exception) -> str:
@@ -28,7 +29,7 @@ def compress_cmd(
     model: Annotated[str, typer.Option("--model", help="Embedded name, checkpoint directory or HF id.")] = (
         "smollm2-135m"
     ),
-    method: Annotated[str, typer.Option("--method", help="none, gptq, awq, sparsegpt, wanda or magnitude.")] = (
+    method: Annotated[str, typer.Option("--method", help=", ".join(METHOD_NAMES) + ".")] = (
         "gptq"
     ),
     bits: Annotated[Optional[int], typer.Option("--bits", help="8, 4 or 3 (gptq, awq).")] = None,

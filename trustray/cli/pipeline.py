@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trustray.cli.common import console, err_console, fail
+from trustray.compress.spec import METHOD_NAMES
 
 Profile = Annotated[str | None, typer.Option("--profile", help="smoke, quick or paper (overrides the spec).")]
 Perspectives = Annotated[str | None, typer.Option("--perspectives", help="Comma-separated perspectives.")]
@@ -131,7 +132,7 @@ def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
 
 def evaluate(
     model: Annotated[str, typer.Option("--model", "-m", help="Embedded name, checkpoint dir or HF id.")] = "smollm2-135m",
-    method: Annotated[str, typer.Option("--method", help="none, gptq, awq, sparsegpt, wanda or magnitude.")] = "none",
+    method: Annotated[str, typer.Option("--method", help=", ".join(METHOD_NAMES) + ".")] = "none",
     bits: Annotated[int | None, typer.Option("--bits")] = None,
     group_size: Annotated[int | None, typer.Option("--group-size")] = None,
     sparsity: Annotated[float | None, typer.Option("--sparsity")] = None,

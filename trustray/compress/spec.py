@@ -27,6 +27,7 @@ METHOD_FAMILIES: dict[str, Family] = {
 }
 if set(METHOD_FAMILIES) != set(get_args(Method)):  # a new method needs its family here
     raise AssertionError(f"METHOD_FAMILIES {sorted(METHOD_FAMILIES)} != Method {sorted(get_args(Method))}")
+METHOD_NAMES: tuple[str, ...] = get_args(Method)
 QUANT_METHODS: frozenset[str] = frozenset(m for m, f in METHOD_FAMILIES.items() if f == "quantisation")
 PRUNE_METHODS: frozenset[str] = frozenset(m for m, f in METHOD_FAMILIES.items() if f == "pruning")
 GROUP_SIZE_CANDIDATES: tuple[int, ...] = (128, 64, 32)
