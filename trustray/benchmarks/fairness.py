@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
     Described,
-    register,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
+from trustray.benchmarks.render import build_request
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams, derive_seed
-from trustray.benchmarks.render import build_request
 
 NAME = "fairness"
 DATA = "decodingtrust/fairness/fairness_data"

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
     Described,
-    register,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir

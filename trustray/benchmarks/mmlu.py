@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
     Described,
-    register,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir

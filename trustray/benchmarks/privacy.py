@@ -18,18 +18,18 @@ from trustray.benchmarks import _consts
 from trustray.benchmarks._dt import reference_note
 from trustray.benchmarks.base import (
     Described,
-    register,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
+from trustray.benchmarks.render import build_request
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams
-from trustray.benchmarks.render import build_request
 
 NAME = "privacy"
 ENRON = "decodingtrust/privacy/enron_data"

@@ -10,18 +10,18 @@ from typing import Any
 from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
     Described,
-    register,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
+from trustray.benchmarks.render import build_request
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams
-from trustray.benchmarks.render import build_request
 
 NAME = "stereotype"
 USER_PROMPTS = "decodingtrust/stereotype/dataset/user_prompts.csv"
