@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SHARED_DATA
 
 from trustray.benchmarks import BENCHMARKS, EvalContext, Item, ScoredRow
 from trustray.benchmarks.fairness import _SCORED, dpd_eod
 from trustray.data import DataDir
 
 fa = BENCHMARKS.get("fairness")
+CONSTS = fa.constants(DataDir(SHARED_DATA))  # what items() puts in every payload
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_requests_zero_and_few_shot(items: list[Item]) -> None:
 
 
 def _item(setting: str, y: int, a: int, k: int, task: str = "adult") -> Item:
-    return Item(f"fairness/{setting}/f.jsonl/{k}", "fairness", setting, {}, gold=str(y),
+    return Item(f"fairness/{setting}/f.jsonl/{k}", "fairness", setting, {"consts": CONSTS}, gold=str(y),
                 meta={"task": task, "label": y, "sensitive": a})
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SHARED_DATA
 
 from trustray.benchmarks import BENCHMARKS, EvalContext, Item, ScoredRow
 from trustray.data import DataDir
 
 pv = BENCHMARKS.get("privacy")
+CONSTS = pv.constants(DataDir(SHARED_DATA))  # what items() puts in every payload
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def test_prompts(quick: list[Item], data_dir: DataDir) -> None:
 
 def _item(component: str, scenario: str, k: int, gold: str | None = None) -> Item:
     w = {"enron_email_extraction": 0.4, "pii": 0.3, "privacy_understanding": 0.3}[component]
-    return Item(f"privacy/{scenario}/f/{k}", "privacy", scenario, {}, gold=gold, meta={"component": component, "weight": w})
+    return Item(f"privacy/{scenario}/f/{k}", "privacy", scenario, {"consts": CONSTS}, gold=gold, meta={"component": component, "weight": w})
 
 
 def _row(component: str, scenario: str, k: int, text: str, gold: str | None = None) -> ScoredRow:

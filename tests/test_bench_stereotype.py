@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SHARED_DATA
 
 from trustray.benchmarks import BENCHMARKS, EvalContext, Item, ScoredRow
 from trustray.benchmarks.stereotype import AGREE, DISAGREE, NO_RESPONSE, upstream_phrases
 from trustray.data import DataDir
 
 st = BENCHMARKS.get("stereotype")
+CONSTS = st.constants(DataDir(SHARED_DATA))  # what items() puts in every payload
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,7 @@ def test_classifier_per_reference(data_dir: DataDir, text: str, fork: str, upstr
 
 
 def test_upstream_phrase_lists(data_dir: DataDir) -> None:
-    consts = st.consts
-    consts.bind(data_dir)
+    consts = st.constants(data_dir)
     agree = upstream_phrases(consts, "AGREE_PHRASES")
     assert "i agree" not in agree and "i agree." in agree and len(agree) == len(consts["AGREE_PHRASES"]) - 1
     disagree = upstream_phrases(consts, "DISAGREE_PHRASES")
@@ -96,7 +97,7 @@ def test_upstream_phrase_lists(data_dir: DataDir) -> None:
 
 
 def _rows(sys_type: str, group: str, topic: str, texts: list[str]) -> list[ScoredRow]:
-    it = Item(f"stereotype/{sys_type}/user_prompts.csv/{group}{topic}", "stereotype", sys_type, {},
+    it = Item(f"stereotype/{sys_type}/user_prompts.csv/{group}{topic}", "stereotype", sys_type, {"consts": CONSTS},
               meta={"group": group, "topic": topic})
     return [ScoredRow(it, i, t, st.parse(it, t)) for i, t in enumerate(texts)]
 

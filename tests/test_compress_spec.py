@@ -102,6 +102,23 @@ def test_labels() -> None:
     assert CompressionSpec(method="none").label() == "dense"
 
 
+def test_methods_carry_their_family() -> None:
+    from typing import get_args
+
+    from trustray.compress.recipes import METHODS, needs_calibration
+    from trustray.compress.spec import METHOD_FAMILIES, Method, family_of
+
+    assert set(METHOD_FAMILIES) == set(get_args(Method))
+    assert set(METHODS.names()) == {m for m, f in METHOD_FAMILIES.items() if f != "none"}  # every recipe has a family
+    dense = CompressionSpec(method="none")
+    assert dense.family == "none" and dense.is_dense and not needs_calibration(dense)
+    gptq = CompressionSpec(method="gptq", bits=4)
+    assert gptq.family == "quantisation" and gptq.is_quantization and not gptq.is_dense
+    wanda = CompressionSpec(method="wanda", sparsity=0.5)
+    assert wanda.family == "pruning" and wanda.is_pruning
+    assert family_of("awq") == "quantisation" and family_of("magnitude") == "pruning" and family_of("qat") is None
+
+
 def test_seed_alone_decides_windows() -> None:
     spec = CalibrationSpec(num_samples=16, seq_len=64, seed=3)
     first = draw_windows(10_000, spec)

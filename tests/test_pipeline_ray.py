@@ -149,7 +149,7 @@ def test_evaluator_killed_mid_shard_still_completes_without_duplicates(sweep_run
     serve.run(build_model_app("smollm2-135m", engine_options=EngineOptions(batch_size=8), name="fault"),
               name="fault", route_prefix="/fault")
     try:
-        actor = EvaluatorActor.options(num_cpus=0.1).remote("local", str(SHARED_DATA))
+        actor = EvaluatorActor.options(num_cpus=0.1).remote("local")
         first_pid = ray.get(actor.pid.remote())
         shard = Shard("faultcfg", "mmlu", 0, 0, len(items))
         from test_report_fixtures import provenance

@@ -107,3 +107,20 @@ def test_shipped_sweep_specs_load_and_the_laptop_one_fits_two_cpus():
     # one trial at a time on a CPU box: the trial, its evaluators and every replica at once
     assert laptop.resources.model_replicas == 2 and laptop.resources.cpus_per_trial() <= 2
     assert [t.label() for t in laptop.trials()] == ["dense", "gptq-w8-seed0", "gptq-w4-seed0", "gptq-w3-seed0"]
+
+
+def test_resuming_a_sweep_ignores_the_order_of_its_perspectives(tmp_path):
+    """Sweeps recorded with the earlier default order (DecodingTrust's) resume under the registry's."""
+    import json
+
+    from trustray.sweep import check_or_record_spec
+
+    spec = SweepSpec(name="s")
+    check_or_record_spec(tmp_path, spec)
+    record = tmp_path / "sweep.json"
+    body = json.loads(record.read_text())
+    body["eval"]["perspectives"] = list(reversed(body["eval"]["perspectives"]))
+    record.write_text(json.dumps(body))
+    check_or_record_spec(tmp_path, spec)  # same perspectives, other order: resumes
+    with pytest.raises(SpecError, match="different spec"):
+        check_or_record_spec(tmp_path, spec.with_overrides(**{"eval.perspectives": "mmlu,ood"}))

@@ -6,7 +6,7 @@ import pytest
 
 from trustray.benchmarks.base import EvalContext
 from trustray.generation import Message, SamplingParams
-from trustray.render import DT_TEMPLATES, build_request, dt_compat_prompt
+from trustray.benchmarks.render import DT_TEMPLATES, build_request, dt_compat_prompt
 
 S, U = Message("system", "SYS."), Message("user", "hello")
 

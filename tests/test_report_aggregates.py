@@ -12,11 +12,11 @@ import pytest
 from test_report_fixtures import config, row, write_run
 
 from trustray.benchmarks.base import EvalContext, ScoredRow, scorer_version
+from trustray.config import default_perspectives
 from trustray.report import BootstrapSpec, build_tables, read_results
 from trustray.report.scores import registered_benchmarks
 
-NAMES = ["advglue", "ood", "adv_demonstration", "machine_ethics", "fairness", "privacy", "stereotype",
-         "toxicity", "mmlu"]
+NAMES = list(default_perspectives())  # every registered perspective
 POOL = ["yes", "No", "A", "wrong", "not wrong", "positive", "negative", "I'm sorry, I cannot answer that.",
         "1", "It is great", "agree. I agree.", "I disagree.", "the email is a@b.com", ""]
 CASES = [(name, "fork") for name in NAMES] + [("fairness", "upstream"), ("stereotype", "upstream")]

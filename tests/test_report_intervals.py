@@ -14,13 +14,13 @@ import pytest
 from test_report_fixtures import config, row, write_run
 
 from trustray.benchmarks.base import EvalContext
+from trustray.config import default_perspectives
 from trustray.registry import Registry
 from trustray.report import BootstrapSpec, build_tables, read_results, write_report
 from trustray.report.intervals import BlockScorer, item_interval, resample_counts
 from trustray.report.scores import registered_benchmarks
 
-NAMES = ["advglue", "ood", "adv_demonstration", "machine_ethics", "fairness", "privacy", "stereotype",
-         "toxicity", "mmlu"]
+NAMES = list(default_perspectives())  # every registered perspective
 POOL = ["yes", "No", "A", "B", "wrong", "not wrong", "positive", "negative", "I'm sorry, I cannot answer that.",
         "1", "It is great", "agree. I agree.", "I disagree.", "the email is a@b.com", ""]
 CTX = EvalContext(profile="smoke")

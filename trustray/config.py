@@ -6,14 +6,17 @@ and are re-exported.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trustray.benchmarks.base import DtReference, Profile, RenderMode
+from trustray.benchmarks.base import DtReference, Profile, RenderMode, perspectives
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json, short_hash
+from trustray.engines.base import Backend, DType
 from trustray.serve.vllm_serving import VLLMOptions, cpu_loadable_reason
 
 __all__ = [
@@ -21,11 +24,18 @@ __all__ = [
     "SpecError", "SweepSpec", "TrialSpec", "load_sweep_spec", "ALL_PERSPECTIVES",
 ]
 
-# The eight DecodingTrust perspectives, then MMLU.
-TRUST_PERSPECTIVES: tuple[str, ...] = (
-    "toxicity", "stereotype", "adv_demonstration", "advglue", "ood", "privacy", "machine_ethics", "fairness",
-)
-ALL_PERSPECTIVES: tuple[str, ...] = (*TRUST_PERSPECTIVES, "mmlu")
+
+
+def default_perspectives() -> tuple[str, ...]:
+    """Every registered perspective, trust ones then utility ones, in the report's order."""
+    return tuple(b.name for b in perspectives())
+
+
+# The registry's perspectives at import (the eight DecodingTrust perspectives, then MMLU).
+ALL_PERSPECTIVES: tuple[str, ...] = default_perspectives()
+
+
+_SpecT = TypeVar("_SpecT", bound=BaseModel)
 
 
 class SpecError(ValueError):
@@ -46,7 +56,7 @@ class EvalSpec(_Spec):
     """What to evaluate and how: profile, perspectives, rendering, scorer, seeds."""
 
     profile: Profile = "quick"
-    perspectives: tuple[str, ...] = ALL_PERSPECTIVES
+    perspectives: tuple[str, ...] = Field(default_factory=default_perspectives)
     render: RenderMode = "chat_template"
     dt_template: str = "llama-2"
     # DecodingTrust scoring to reproduce where the paper's fork and upstream differ
@@ -61,6 +71,25 @@ class EvalSpec(_Spec):
     def _split(cls, v: Any) -> Any:
         if isinstance(v, str):
             v = [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("toxicity_scorer")
+    @classmethod
+    def _known_scorer(cls, v: str) -> str:
+        from trustray.scorers import SCORERS
+
+        if v.startswith("hf:") and not v.removeprefix("hf:").strip():
+            raise ValueError("hf:<model> needs a model id or path after 'hf:'")
+        SCORERS.get("hf" if v.startswith("hf:") else v)  # raises with "did you mean"
+        return v
+
+    @field_validator("dt_template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        from trustray.benchmarks.render import DT_TEMPLATES
+
+        if v not in DT_TEMPLATES:
+            raise ValueError(f"unknown DecodingTrust template {v!r} (known: {', '.join(sorted(DT_TEMPLATES))})")
         return v
 
     @field_validator("perspectives")
@@ -81,8 +110,8 @@ class EngineSpec(_Spec):
     """How models are served: backend, dtype, the HF engine's fixed batch shape, vLLM's settings."""
 
     # "simulated": a model-free engine timed by a GPU throughput model, for scale tests only.
-    backend: Literal["auto", "hf", "vllm", "simulated"] = "auto"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    backend: Backend = "auto"
+    dtype: DType = "auto"
     batch_size: int = Field(32, ge=1)
     bucket: int = Field(32, ge=1)
     deterministic: bool = True
@@ -145,7 +174,7 @@ def _check_vllm(engine: EngineSpec, resources: ResourceSpec, compressions: tuple
     problems = resources.vllm_problems()
     if not resources.model_gpus:
         for comp in compressions:
-            if comp.method in ("gptq", "awq"):
+            if comp.is_quantization:
                 reason = cpu_loadable_reason(comp.bits)
                 if reason:
                     problems.append(f"{comp.label()}: {reason}")
@@ -220,17 +249,51 @@ class SweepSpec(_Spec):
         return out
 
     def with_overrides(self, **fields: Any) -> SweepSpec:
-        """A copy with top-level or ``eval.*`` fields replaced (for CLI flags), re-validated."""
-        data = self.model_dump(mode="json")
-        for key, value in fields.items():
-            if value is None:
-                continue
-            target, _, leaf = key.rpartition(".")
-            node = data
-            for part in filter(None, target.split(".")):
-                node = node[part]
-            node[leaf] = value
+        """A copy with dotted fields replaced (for CLI flags; None leaves a field as is), re-validated."""
+        data = set_fields(self.model_dump(mode="json"), {k: v for k, v in fields.items() if v is not None})
         return SweepSpec.model_validate(data)
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
+    """``--set`` values, ``FIELD.PATH=VALUE``, as ``{"FIELD.PATH": value}``; a value is read as
+    YAML (``true``, ``256``, ``null``, ``[a, b]``), so it reaches the spec with its type."""
+    out: dict[str, Any] = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key or not all(key.split(".")):
+            raise SpecError(f"--set takes FIELD.PATH=VALUE (e.g. eval.profile=smoke), got {text!r}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise SpecError(f"--set {text!r}: the value is not valid YAML ({e})".replace("\n", " ")) from None
+    return out
+
+
+def set_fields(data: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a spec's data with each dotted field set; a missing section is created. Unknown
+    field names are left for the spec's validation to reject (``extra="forbid"``)."""
+    out = copy.deepcopy(dict(data))
+    for key, value in fields.items():
+        *sections, leaf = key.split(".")
+        node = out
+        for i, part in enumerate(sections):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError(f"{key}: {'.'.join(sections[: i + 1])} is a value, not a section of the spec")
+            node = child
+        node[leaf] = value
+    return out
+
+
+def build_spec(model: type[_SpecT], data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> _SpecT:
+    """Validate ``data`` with ``overrides`` applied as one spec; errors name each bad field."""
+    try:
+        return model.model_validate(set_fields(data, overrides or {}))
+    except ValidationError as e:
+        raise SpecError(_format_errors(e)) from None
 
 
 def _format_errors(e: ValidationError) -> str:

@@ -107,7 +107,7 @@ def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir, en
     from trustray.models import resolve_model
 
     ident = config_identity(trial, compressed)
-    base_path = compressed.path if compressed.compression.method == "none" else resolve_model(trial.model.name).path
+    base_path = compressed.path if compressed.compression.is_dense else resolve_model(trial.model.name).path
     return {
         "run_id": run_id,
         "config_id": identity.config_id(ident),
@@ -246,7 +246,7 @@ def run_config(
             check_one_engine(run_dir, config_id, engine[0], engine[1])
             prov = provenance(trial, compressed, run_id, data, *engine[:2], served_dtype, engine_reproducible=engine[2])
             actors = [
-                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer, str(data.root))
+                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
                 for _ in range(min(res.evaluators, len(pending)))
             ]
             pool = ActorPool(actors)

@@ -37,6 +37,12 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (for tests that register an object for their own duration)."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

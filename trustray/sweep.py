@@ -59,6 +59,15 @@ def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _as_compared(body: dict[str, Any]) -> dict[str, Any]:
+    """A sweep spec's record as resuming compares it: the order of its perspectives selects
+    nothing (the default order follows the perspective registry), so it is left out."""
+    ev = body.get("eval")
+    if isinstance(ev, dict) and isinstance(ev.get("perspectives"), list):
+        return {**body, "eval": {**ev, "perspectives": sorted(ev["perspectives"])}}
+    return body
+
+
 def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
     """Record the spec in a new run directory; refuse to resume one made by a different spec."""
     check_schema(run_dir)
@@ -67,7 +76,7 @@ def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
     body.pop("storage_path", None)
     if path.exists():
         previous = json.loads(path.read_text())
-        if previous != body:
+        if _as_compared(previous) != _as_compared(body):
             raise SpecError(
                 f"{run_dir} holds a sweep with a different spec; give the sweep another name "
                 "(name: in the YAML or --name) or remove the directory"

@@ -1,29 +1,39 @@
-"""Lazy access to the prompts.json constants a perspective's ``parse`` needs.
+"""The prompts.json constants a perspective's ``request`` and ``parse`` need, carried by its items.
 
-``items(data, ...)`` binds the data directory it was given; a process that only parses
-(an evaluator that received items from elsewhere) falls back to the default data directory.
+``items(data, ctx)`` reads them from the data directory it was given and puts them in every
+item's payload, so a process that only requests or parses (an evaluator that received items
+from elsewhere) needs no data directory and no module state. Items of one call share one dict,
+which pickles once per shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from trustray.benchmarks.base import Item
 from trustray.data import DataDir
 
+KEY = "consts"
 
-class Constants:
-    """Named constants of one perspective, loaded once from a data directory."""
 
-    def __init__(self, perspective: str, names: tuple[str, ...]) -> None:
-        self.perspective = perspective
-        self.names = names
-        self._values: dict[str, Any] | None = None
+def load(data: DataDir, perspective: str, names: Iterable[str]) -> dict[str, Any]:
+    """The named constants of ``perspective`` (or ``"shared"``) from ``data``'s prompts.json."""
+    return {n: data.constant(perspective, n) for n in names}
 
-    def bind(self, data: DataDir) -> None:
-        self._values = {n: data.constant(self.perspective, n) for n in self.names}
 
-    def __getitem__(self, name: str) -> Any:
-        if self._values is None:
-            self.bind(DataDir())
-        assert self._values is not None
-        return self._values[name]
+def attach(items: Iterable[Item], consts: Mapping[str, Any]) -> list[Item]:
+    """``items`` with ``consts`` added to each payload."""
+    return [replace(it, payload={**it.payload, KEY: consts}) for it in items]
+
+
+def of(item: Item) -> Mapping[str, Any]:
+    """The constants an item carries; an item not built by its perspective's ``items()`` has none."""
+    try:
+        return item.payload[KEY]
+    except KeyError:
+        raise ValueError(
+            f"item {item.item_id!r} carries no prompt constants: build items with the perspective's "
+            "items(data, ctx)"
+        ) from None

@@ -65,8 +65,8 @@ def classification_messages(
 
 def chat_request(item: Item, messages: Sequence[Message], tokens: int, ctx: EvalContext) -> GenerationRequest:
     """A greedy request for ``messages``, rendered per ``ctx.render`` with the item's seed."""
-    # Imported here: trustray.render imports trustray.benchmarks.base, whose package imports us.
-    from trustray import render
+    # Imported here: trustray.benchmarks.render imports trustray.benchmarks.base, whose package imports us.
+    from trustray.benchmarks import render
     from trustray.benchmarks.base import item_seed
 
     sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens(ctx, tokens))

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir
@@ -74,12 +75,16 @@ def cells(data: DataDir) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-class AdvDemonstration:
+class AdvDemonstration(Described):
     """Counterfactual, spurious-correlation and backdoored demonstrations (few-shot SST-2/NLI)."""
 
     name = NAME
     # 2: a refusal is an explicit refusal of the cut answer; answers naming no option are unparsed
     version = "2"
+    label = "Adv Demo"
+    order = 2
+    aliases = ("adv_demo",)
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         tasks = data.constant(NAME, "task_dic")
@@ -214,4 +219,4 @@ def _answered(row: ScoredRow, label: str) -> bool:
     return row.parsed.label == label
 
 
-BENCHMARKS.add(NAME, AdvDemonstration())
+register(AdvDemonstration())

@@ -14,12 +14,13 @@ from typing import Any
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir
@@ -56,12 +57,16 @@ def format_input(record: Mapping[str, Any], keys: Sequence[str | None], fmt: Map
     return message
 
 
-class AdvGLUE:
+class AdvGLUE(Described):
     """AdvGLUE(++) few-shot classification with label-word counting."""
 
     name = NAME
     # 2: answers without a single label word are flagged unparsed, not refused (scores unchanged)
     version = "2"
+    label = "AdvGLUE"
+    order = 0
+    aliases = ("adv_robustness", "adv_glue", "adversarial_robustness")
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         keys = data.constant(NAME, "task_to_keys")
@@ -172,4 +177,4 @@ def _per_label(ctx: EvalContext, n_labels: int) -> int | None:
     return None if per_cell is None else max(1, per_cell // n_labels)
 
 
-BENCHMARKS.add(NAME, AdvGLUE())
+register(AdvGLUE())

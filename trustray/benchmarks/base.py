@@ -23,7 +23,14 @@ RenderMode = Literal["chat_template", "dt_compat"]
 # Which DecodingTrust scoring code to reproduce where the two differ (fairness, stereotype):
 # the paper's fork (decoding-comp-trust/DecodingTrust) or upstream AI-secure/DecodingTrust.
 DtReference = Literal["fork", "upstream"]
+# What a perspective's score means for the report: a trust perspective is averaged into the trust
+# score; a utility one (MMLU) is shown beside it.
+Kind = Literal["trust", "utility"]
+# What one row's outcome is: its ``correct`` flag, or its toxicity ``score`` (lower is better).
+OutcomeSource = Literal["correct", "score"]
 PROFILES: tuple[str, ...] = get_args(Profile)
+KINDS: tuple[str, ...] = get_args(Kind)
+OUTCOME_SOURCES: tuple[str, ...] = get_args(OutcomeSource)
 RENDER_MODES: tuple[str, ...] = get_args(RenderMode)
 DT_REFERENCES: tuple[str, ...] = get_args(DtReference)
 
@@ -115,10 +122,21 @@ class PerspectiveScore:
 
 
 class Benchmark(Protocol):
-    """A perspective (or MMLU). Implementations are plain objects registered by name."""
+    """A perspective (or MMLU). Implementations are plain objects registered by name.
+
+    Besides the four functions, the object owns everything the rest of the project knows about
+    the perspective: the config's defaults, the report's column order and labels, what a row's
+    outcome means and the tests all read it from the registry.
+    """
 
     name: str
     version: str  # of the item selection, parse and aggregate rules; part of each row's scorer version
+    label: str  # the report's column label
+    order: int  # the report's column order (the paper's table order), within its kind
+    kind: Kind
+    outcome: OutcomeSource
+    aliases: tuple[str, ...]  # other names of the perspective in older results
+    plans: Mapping[str, Any]  # per profile: how many items and tokens (the module's own shape)
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]: ...
 
@@ -129,7 +147,53 @@ class Benchmark(Protocol):
     def aggregate(self, rows: Sequence[ScoredRow], ctx: EvalContext) -> PerspectiveScore: ...
 
 
+class Described:
+    """Defaults of a perspective's description (a trust perspective whose rows are right or wrong),
+    and the prompts.json constants its ``request``/``parse`` read, which its items carry."""
+
+    name: str
+    kind: Kind = "trust"
+    outcome: OutcomeSource = "correct"
+    aliases: tuple[str, ...] = ()
+    constant_names: tuple[str, ...] = ()
+
+    def constants(self, data: DataDir) -> dict[str, Any]:
+        """The perspective's ``constant_names`` read from ``data`` (put in every item's payload)."""
+        return {n: data.constant(self.name, n) for n in self.constant_names}
+
+
 BENCHMARKS: Registry[Benchmark] = Registry("perspective")
+
+
+def register(bench: Benchmark) -> Benchmark:
+    """Check ``bench``'s description and register it under its name (the one way to add a perspective)."""
+    problems = []
+    if bench.kind not in KINDS:
+        problems.append(f"kind {bench.kind!r} (known: {', '.join(KINDS)})")
+    if bench.outcome not in OUTCOME_SOURCES:
+        problems.append(f"outcome {bench.outcome!r} (known: {', '.join(OUTCOME_SOURCES)})")
+    missing = [p for p in PROFILES if p not in bench.plans]
+    if missing:
+        problems.append(f"no plan for profile(s) {', '.join(missing)}")
+    if problems:
+        raise ValueError(f"perspective {bench.name!r}: " + "; ".join(problems))
+    BENCHMARKS.add(bench.name, bench)
+    return bench
+
+
+def perspectives(kind: Kind | None = None) -> list[Benchmark]:
+    """The registered perspectives in the report's order: trust ones, then utility ones."""
+    benches = [BENCHMARKS.get(n) for n in BENCHMARKS]
+    if kind is not None:
+        benches = [b for b in benches if b.kind == kind]
+    return sorted(benches, key=lambda b: (KINDS.index(b.kind), b.order, b.name))
+
+
+def find_perspective(name: str) -> Benchmark | None:
+    """The registered perspective called ``name`` or one of its aliases (None when unknown)."""
+    if name in BENCHMARKS:
+        return BENCHMARKS.get(name)
+    return next((b for b in perspectives() if name in b.aliases), None)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -6,25 +6,25 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trustray.benchmarks import _dt
-from trustray.benchmarks._consts import Constants
+from trustray.benchmarks import _consts, _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
+from trustray.benchmarks.render import build_request
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams, derive_seed
-from trustray.render import build_request
 
 NAME = "fairness"
 DATA = "decodingtrust/fairness/fairness_data"
-_shared = Constants("shared", ("SYSTEM_PROMPT_ZERO_SHOT", "SYSTEM_PROMPT_FEW_SHOT_EXAMPLE_PREFIX"))
+SHARED_CONSTANTS = ("SYSTEM_PROMPT_ZERO_SHOT", "SYSTEM_PROMPT_FEW_SHOT_EXAMPLE_PREFIX")
 MIN_PARSED = 3  # fewer parseable answers than this → DPD = EOD = 0 (source rule)
 
 
@@ -96,14 +96,20 @@ def dpd_eod(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence[int])
     return dpd, eod
 
 
-class Fairness:
+class Fairness(Described):
     name = NAME
     # 2: dt_reference (fork keeps unknown answers as 0, upstream drops them); accuracy per setting
     #    reported as a component; unknown answers are flagged unparsed, not refused
     version = "2"
+    label = "Fairness"
+    order = 4
+    plans = PLANS
 
-    def __init__(self) -> None:
-        self.consts = Constants(NAME, ("ANSWER_WORDS",))
+    constant_names = ("ANSWER_WORDS",)
+
+    def constants(self, data: DataDir) -> dict:
+        """Its own constants and the shared system prompts ``request`` reads (carried by every item)."""
+        return {**_consts.load(data, "shared", SHARED_CONSTANTS), **super().constants(data)}
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]
@@ -130,14 +136,12 @@ class Fairness:
                         meta={"task": task, "label": y, "sensitive": a},
                     )
                 )
-        self.consts.bind(data)
-        _shared.bind(data)
-        return out
+        return _consts.attach(out, self.constants(data))
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
         p = item.payload
         examples = p["examples"]
-        shared = _shared
+        shared = _consts.of(item)
         if not examples:
             messages = [Message("system", shared["SYSTEM_PROMPT_ZERO_SHOT"]),
                         Message("user", p["task_message"] + "\n" + p["input"])]
@@ -155,7 +159,7 @@ class Fairness:
 
     def parse(self, item: Item, text: str) -> Parsed:
         pred, parsed, flipped = predict(
-            text, item.meta["task"], self.consts["ANSWER_WORDS"], derive_seed("fairness-coin", item.item_id, text)
+            text, item.meta["task"], _consts.of(item)["ANSWER_WORDS"], derive_seed("fairness-coin", item.item_id, text)
         )
         return Parsed(
             label=str(pred) if parsed else "unknown",
@@ -239,4 +243,4 @@ _SCORED = (
     "crime_br_0.0", "crime_br_0.5", "crime_br_1.0",
 )
 
-BENCHMARKS.add(NAME, Fairness())
+register(Fairness())

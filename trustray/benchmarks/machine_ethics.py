@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir
@@ -42,13 +43,17 @@ SEED = "machine_ethics"
 _SIZES = {"smoke": (4, 2, 2), "quick": (40, 24, 8), "paper": (None, None, ADVERSARIAL_TEST_NUM)}
 
 
-class MachineEthics:
+class MachineEthics(Described):
     """The ETHICS commonsense-short part of the machine-ethics perspective."""
 
     name = NAME
     # 2: split only at markers that are present (no strip otherwise); zero-shot, jailbreak and
     #    evasive items are the source's rows (the demo pool is held out of the few-shot setting only)
     version = "2"
+    label = "Ethics"
+    order = 3
+    aliases = ("ethics",)
+    plans = _SIZES
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         rows = [(n, r) for n, r in enumerate(data.read_csv(TEST_FILE), 1) if r["is_short"] == "True"]
@@ -228,4 +233,4 @@ def _half(n: int | None) -> int | None:
     return None if n is None else max(1, n // 2)
 
 
-BENCHMARKS.add(NAME, MachineEthics())
+register(MachineEthics())

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir
@@ -35,6 +36,12 @@ SEED = "mmlu"
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 SMOKE_SUBJECTS = 8
 QUICK_PER_SUBJECT = 4
+# Per profile: (subjects drawn at random, or all; questions per subject, or all).
+PLANS: dict[str, tuple[int | None, int | None]] = {
+    "smoke": (SMOKE_SUBJECTS, 1),
+    "quick": (None, QUICK_PER_SUBJECT),
+    "paper": (None, None),
+}
 
 
 def subjects(data: DataDir) -> list[str]:
@@ -62,12 +69,16 @@ def build_prompt(
         k -= 1
 
 
-class MMLU:
+class MMLU(Described):
     """Massive Multitask Language Understanding, 57 subjects."""
 
     name = NAME
     # 2: answers that do not start with a choice letter are flagged unparsed, not refused
     version = "2"
+    label = "MMLU"
+    order = 0
+    kind = "utility"
+    plans = PLANS
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         rows: list[tuple[str, int, list[str]]] = []
@@ -77,11 +88,11 @@ class MMLU:
             demos[subject] = data.read_csv(f"{DEV_DIR}/{subject}_dev.csv", header=False)[:SHOTS]
             for n, row in enumerate(data.read_csv(f"{TEST_DIR}/{subject}_test.csv", header=False), 1):
                 rows.append((subject, n, row))
-        if ctx.profile == "smoke":
-            chosen = set(random.Random(f"{SEED}|smoke").sample(names, min(SMOKE_SUBJECTS, len(names))))
-            rows = stratified_subset([r for r in rows if r[0] in chosen], lambda r: r[0], 1, SEED)
-        elif ctx.profile == "quick":
-            rows = stratified_subset(rows, lambda r: r[0], QUICK_PER_SUBJECT, SEED)
+        n_subjects, per_subject = PLANS[ctx.profile]
+        if n_subjects is not None:
+            chosen = set(random.Random(f"{SEED}|{ctx.profile}").sample(names, min(n_subjects, len(names))))
+            rows = [r for r in rows if r[0] in chosen]
+        rows = stratified_subset(rows, lambda r: r[0], per_subject, SEED)
         return [
             Item(
                 item_id=_dt.item_id(NAME, subject, f"{TEST_DIR}/{subject}_test.csv", n),
@@ -126,4 +137,4 @@ class MMLU:
         )
 
 
-BENCHMARKS.add(NAME, MMLU())
+register(MMLU())

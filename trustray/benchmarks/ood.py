@@ -18,12 +18,13 @@ from collections.abc import Sequence
 
 from trustray.benchmarks import _dt
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
+    register,
     stratified_subset,
 )
 from trustray.data import DataDir
@@ -42,13 +43,17 @@ COMPONENTS = ("K0", "S0", "K5", "S8")
 _PER_CELL = {"smoke": (2, 1, 1, 1), "quick": (20, 4, 3, 3), "paper": (None, None, None, None)}
 
 
-class OOD:
+class OOD(Described):
     """OOD knowledge and style, zero- and few-shot."""
 
     name = NAME
     # 2: wrong knowledge answers with no digit and no refusal keyword, and style answers with
     #    no single label word, are flagged unparsed (scores unchanged)
     version = "2"
+    label = "OOD"
+    order = 1
+    aliases = ("ood_robustness",)
+    plans = _PER_CELL
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         know = data.read_json(KNOWLEDGE_FILE)
@@ -67,7 +72,6 @@ class OOD:
         items: list[Item] = []
 
         def add(
-            component: str,
             scenario: str,
             source: str,
             idx: int,
@@ -75,7 +79,7 @@ class OOD:
             text: str,
             examples: list[list[str]],
             gold: str,
-            meta: dict,
+            meta: dict,  # with the item's "component"
         ) -> None:
             messages = _dt.classification_messages(prompts, task, text, examples)
             items.append(
@@ -85,7 +89,7 @@ class OOD:
                     scenario=scenario,
                     payload={"messages": _dt.to_pairs(messages), "max_tokens": MAX_TOKENS},
                     gold=gold,
-                    meta={"component": component, **meta},
+                    meta=meta,
                 )
             )
 
@@ -103,7 +107,6 @@ class OOD:
                 )
                 gold = q["answer"][0]
                 add(
-                    component,
                     scenario,
                     f"{KNOWLEDGE_FILE}#test/{test}",
                     idx,
@@ -112,6 +115,7 @@ class OOD:
                     examples,
                     gold,
                     {
+                        "component": component,
                         **know_meta,
                         "options": options["idk" if idk else "standard"],
                         "gold_choice": q["choices"][int(gold)],
@@ -125,7 +129,6 @@ class OOD:
             # Same seed and length for every variant, so every variant scores the same SST-2 sentences.
             for idx, s in stratified_subset(sents, _one_stratum, n, f"{SEED}|style"):
                 add(
-                    component,
                     scenario,
                     f"{STYLE_FILE}#dev/{variant}",
                     idx,
@@ -133,7 +136,7 @@ class OOD:
                     s["sentence"],
                     examples,
                     labels[int(s["label"])],
-                    {"kind": "style", "options": labels},
+                    {"component": component, "kind": "style", "options": labels},
                 )
 
         for test in ood_task["knowledge"]:
@@ -272,4 +275,4 @@ def _one_stratum(_: object) -> int:
     return 0
 
 
-BENCHMARKS.add(NAME, OOD())
+register(OOD())

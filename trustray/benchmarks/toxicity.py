@@ -12,20 +12,21 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from trustray.benchmarks.base import (
-    BENCHMARKS,
+    Described,
     EvalContext,
     Item,
     Parsed,
     PerspectiveScore,
     ScoredRow,
     item_seed,
+    register,
     stratified_subset,
 )
-from trustray.benchmarks._consts import Constants
+from trustray.benchmarks.render import build_request
+from trustray.benchmarks import _consts
 from trustray.benchmarks._dt import reference_note
 from trustray.data import DataDir
 from trustray.generation import GenerationRequest, Message, SamplingParams
-from trustray.render import build_request
 
 NAME = "toxicity"
 
@@ -59,12 +60,15 @@ def clean_output(text: str, cleaning: dict) -> str:
     return text
 
 
-class Toxicity:
+class Toxicity(Described):
     name = NAME
     version = "1"
+    label = "Toxicity"
+    order = 7
+    outcome = "score"
+    plans = PLANS
 
-    def __init__(self) -> None:
-        self.consts = Constants(NAME, ("OUTPUT_CLEANING", "REFUSAL_TEMPLATES"))
+    constant_names = ("OUTPUT_CLEANING", "REFUSAL_TEMPLATES")
 
     def items(self, data: DataDir, ctx: EvalContext) -> list[Item]:
         plan = PLANS[ctx.profile]
@@ -91,8 +95,7 @@ class Toxicity:
                             meta={"config": config, "template": int(template)},
                         )
                     )
-        self.consts.bind(data)
-        return out
+        return _consts.attach(out, self.constants(data))
 
     def request(self, item: Item, ctx: EvalContext) -> GenerationRequest:
         plan = PLANS[ctx.profile]
@@ -101,8 +104,9 @@ class Toxicity:
         return build_request(item.item_id, messages, sampling, item_seed(item, ctx), ctx)
 
     def parse(self, item: Item, text: str) -> Parsed:
-        cleaned = clean_output(text, self.consts["OUTPUT_CLEANING"])
-        refused = any(r in cleaned for r in self.consts["REFUSAL_TEMPLATES"])
+        consts = _consts.of(item)
+        cleaned = clean_output(text, consts["OUTPUT_CLEANING"])
+        refused = any(r in cleaned for r in consts["REFUSAL_TEMPLATES"])
         if not cleaned.strip():
             # The source scored an empty continuation as -1; the spec clamps it to 0.
             return Parsed(label=None, refused=refused, score=0.0, extra={"empty": True})
@@ -143,4 +147,4 @@ class Toxicity:
 # The four configs the source scores, in its order (checked against prompts.json by tests).
 _CONFIGS = ("toxic-gpt3.5", "toxic-gpt4", "toxic", "nontoxic")
 
-BENCHMARKS.add(NAME, Toxicity())
+register(Toxicity())

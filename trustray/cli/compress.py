@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from trustray.cli.common import err_console, fail
+from trustray.compress.spec import METHOD_NAMES
 
 
 def spec_error(e: Exception) -> str:
@@ -28,7 +29,7 @@ def compress_cmd(
     model: Annotated[str, typer.Option("--model", help="Embedded name, checkpoint directory or HF id.")] = (
         "smollm2-135m"
     ),
-    method: Annotated[str, typer.Option("--method", help="none, gptq, awq, sparsegpt, wanda or magnitude.")] = (
+    method: Annotated[str, typer.Option("--method", help=", ".join(METHOD_NAMES) + ".")] = (
         "gptq"
     ),
     bits: Annotated[Optional[int], typer.Option("--bits", help="8, 4 or 3 (gptq, awq).")] = None,
@@ -68,7 +69,7 @@ def compress_cmd(
     except (ValidationError, ValueError) as e:
         fail(spec_error(e))
     result = compress(base, spec, calib, data_dir=data_dir, cache=cache)
-    how = "cache hit" if result.cache_hit else ("base model" if spec.method == "none" else f"{result.seconds:.1f}s")
+    how = "cache hit" if result.cache_hit else ("base model" if spec.is_dense else f"{result.seconds:.1f}s")
     err_console.print(f"[dim]{spec.label()} config {result.config_id} ({how})[/]", highlight=False)
     print(result.path)
 

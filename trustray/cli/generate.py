@@ -26,8 +26,10 @@ def generate_cmd(
     """Generate completions for one prompt and print them."""
     from trustray.generation import GenerationRequest, Message, SamplingParams
 
-    if dtype not in ("auto", "bfloat16", "float16", "float32"):
-        fail(f"--dtype must be auto, bfloat16, float16 or float32, got {dtype!r}")
+    from trustray.engines.base import DTYPES
+
+    if dtype not in DTYPES:
+        fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if raw and system:
         fail("--system cannot be combined with --raw")
     if n > 1 and temperature == 0:

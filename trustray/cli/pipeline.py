@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,11 +13,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trustray.cli.common import console, err_console, fail
+from trustray.compress.spec import METHOD_NAMES
 
 Profile = Annotated[str | None, typer.Option("--profile", help="smoke, quick or paper (overrides the spec).")]
 Perspectives = Annotated[str | None, typer.Option("--perspectives", help="Comma-separated perspectives.")]
 DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Benchmark data (default $TRUSTRAY_DATA).")]
 Address = Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or local).")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="FIELD=VALUE",
+    help="Set any spec field, e.g. --set eval.profile=smoke --set compression.act_order=true (repeatable).")]
+
+
+def _overrides(sets: list[str] | None, **flags: Any) -> dict[str, Any]:
+    """The spec fields a command line sets: its flags (those given) and then each ``--set``."""
+    from trustray.config import parse_assignments
+
+    return {**{k: v for k, v in flags.items() if v is not None}, **parse_assignments(sets or [])}
 
 
 def _csv_ints(text: str | None) -> list[int] | None:
@@ -39,21 +51,22 @@ def sweep(
     data_dir: DataDirOpt = None,
     address: Address = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report at the end.")] = True,
+    sets: Sets = None,
 ) -> None:
     """Run (or resume) a sweep: one Tune trial per compression config × calibration seed."""
-    _sweep(spec_path, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+    overrides = _overrides(sets, **{"eval.profile": profile, "eval.perspectives": perspectives,
+                                    "seeds": _csv_ints(seeds), "name": name})
+    _sweep(spec_path, overrides, storage_path, data_dir, address, report)
 
 
-def _sweep(spec_path: Path, profile: str | None, perspectives: str | None, seeds: str | None, name: str | None,
-           storage_path: str | None, data_dir: str | None, address: str | None, report: bool) -> object | None:
+def _sweep(spec_path: Path, overrides: Mapping[str, Any], storage_path: str | None, data_dir: str | None,
+           address: str | None, report: bool) -> object | None:
     """The sweep command's work; returns the report's tables (None without a report)."""
-    from trustray.config import load_sweep_spec
+    from trustray.config import SweepSpec, build_spec, load_sweep_spec
     from trustray.data import DataDir
     from trustray.sweep import run_sweep
 
-    spec = load_sweep_spec(spec_path).with_overrides(
-        **{"eval.profile": profile, "eval.perspectives": perspectives, "seeds": _csv_ints(seeds), "name": name}
-    )
+    spec = build_spec(SweepSpec, load_sweep_spec(spec_path).model_dump(mode="json"), overrides)
     if data_dir or not _has_env_data():
         DataDir(data_dir).verify_present()
     trials = spec.trials()
@@ -119,7 +132,7 @@ def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
 
 def evaluate(
     model: Annotated[str, typer.Option("--model", "-m", help="Embedded name, checkpoint dir or HF id.")] = "smollm2-135m",
-    method: Annotated[str, typer.Option("--method", help="none, gptq, awq, sparsegpt, wanda or magnitude.")] = "none",
+    method: Annotated[str, typer.Option("--method", help=", ".join(METHOD_NAMES) + ".")] = "none",
     bits: Annotated[int | None, typer.Option("--bits")] = None,
     group_size: Annotated[int | None, typer.Option("--group-size")] = None,
     sparsity: Annotated[float | None, typer.Option("--sparsity")] = None,
@@ -134,33 +147,28 @@ def evaluate(
     address: Address = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="HF engine rows per batch.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, hf or vllm.")] = "auto",
+    sets: Sets = None,
 ) -> None:
     """Evaluate one model config (no Tune) with live progress per perspective."""
-    from pydantic import ValidationError
-
-    from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec, TrialSpec
-    from trustray.config import _format_errors as format_errors
+    from trustray.config import SpecError, TrialSpec, build_spec
     from trustray.data import DataDir
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
     from trustray.sweep import check_or_record_eval, init_ray, needs_http, start_serve
 
-    comp = CompressionSpec(method=method, bits=bits, group_size=group_size, sparsity=sparsity, structure=structure)
-    calib = CalibrationSpec(num_samples=samples, seed=seed)
-    eval_fields = {"profile": profile}
-    if perspectives:
-        eval_fields["perspectives"] = perspectives
-    engine_fields: dict[str, object] = {"backend": backend}
-    if batch_size is not None:
-        engine_fields["batch_size"] = batch_size
+    flags = {
+        "model.name": model, "compression.method": method, "compression.bits": bits,
+        "compression.group_size": group_size, "compression.sparsity": sparsity, "compression.structure": structure,
+        "calibration.num_samples": samples, "calibration.seed": seed, "eval.profile": profile,
+        "eval.perspectives": perspectives or None, "engine.backend": backend, "engine.batch_size": batch_size,
+    }
     try:
-        trial = TrialSpec(model=ModelSpec(name=model), compression=comp, calibration=calib,
-                          eval=EvalSpec(**eval_fields), engine=EngineSpec(**engine_fields))
-    except ValidationError as e:
-        fail(format_errors(e))
+        trial = build_spec(TrialSpec, {}, _overrides(sets, **flags))
+    except SpecError as e:
+        fail(str(e))
         raise  # unreachable
     DataDir(data_dir).verify_present()
-    resolve_model(model)  # fail fast on an unknown model, before Ray starts
+    resolve_model(trial.model.name)  # fail fast on an unknown model, before Ray starts
     run_dir = Path(storage_path).expanduser().resolve() / run
     check_or_record_eval(run_dir, trial)  # before Ray starts: a clash costs nothing
     init_ray(address)
@@ -211,8 +219,11 @@ def sweep_script(default_spec: Path, seed_table: bool = False) -> None:
         data_dir: DataDirOpt = None,
         address: Address = None,
         report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+        sets: Sets = None,
     ) -> None:
-        tables = _sweep(spec, profile, perspectives, seeds, name, storage_path, data_dir, address, report)
+        overrides = _overrides(sets, **{"eval.profile": profile, "eval.perspectives": perspectives,
+                                        "seeds": _csv_ints(seeds), "name": name})
+        tables = _sweep(spec, overrides, storage_path, data_dir, address, report)
         if seed_table and tables is not None:
             print_seed_variance(tables)
 

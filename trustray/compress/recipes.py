@@ -44,7 +44,7 @@ def build_recipe(spec: CompressionSpec) -> list[Any]:
 
 
 def needs_calibration(spec: CompressionSpec) -> bool:
-    return spec.method != "none" and METHODS.get(spec.method).needs_calibration
+    return not spec.is_dense and METHODS.get(spec.method).needs_calibration
 
 
 def _weight_scheme(spec: CompressionSpec) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def compress(
     base = _resolve(model)
     spec = spec.resolved(layer_widths(base.path))
     calib = calib or CalibrationSpec()
-    if spec.method == "none":
+    if spec.is_dense:
         key = cache_key(base.fingerprint, spec, None, None)
         return CompressedModel(base.path, key, base.name, base.fingerprint, spec, None, False, 0.0)
 

@@ -10,13 +10,26 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Method = Literal["none", "gptq", "awq", "sparsegpt", "wanda", "magnitude"]
-QUANT_METHODS: frozenset[str] = frozenset({"gptq", "awq"})
-PRUNE_METHODS: frozenset[str] = frozenset({"sparsegpt", "wanda", "magnitude"})
+# What a method does to the weights: the dense baseline, fewer bits per weight, or fewer weights.
+Family = Literal["none", "quantisation", "pruning"]
+METHOD_FAMILIES: dict[str, Family] = {
+    "none": "none",
+    "gptq": "quantisation",
+    "awq": "quantisation",
+    "sparsegpt": "pruning",
+    "wanda": "pruning",
+    "magnitude": "pruning",
+}
+if set(METHOD_FAMILIES) != set(get_args(Method)):  # a new method needs its family here
+    raise AssertionError(f"METHOD_FAMILIES {sorted(METHOD_FAMILIES)} != Method {sorted(get_args(Method))}")
+METHOD_NAMES: tuple[str, ...] = get_args(Method)
+QUANT_METHODS: frozenset[str] = frozenset(m for m, f in METHOD_FAMILIES.items() if f == "quantisation")
+PRUNE_METHODS: frozenset[str] = frozenset(m for m, f in METHOD_FAMILIES.items() if f == "pruning")
 GROUP_SIZE_CANDIDATES: tuple[int, ...] = (128, 64, 32)
 
 _STRUCTURE = re.compile(r"^(\d+):(\d+)$")
@@ -40,6 +53,11 @@ def parse_structure(structure: str) -> tuple[int, int]:
     if not 0 < n < mm:
         raise ValueError(f"structure {structure!r} needs 0 < N < M (keep N of every M weights)")
     return n, mm
+
+
+def family_of(method: str) -> Family | None:
+    """The family of a method name as results record it (None for a method this version lacks)."""
+    return METHOD_FAMILIES.get(method)
 
 
 def default_group_size(dims: Sequence[int]) -> int:
@@ -142,12 +160,20 @@ class CompressionSpec(_Spec):
         return type(self).for_model(dims, **self.model_dump(exclude_none=True))
 
     @property
+    def family(self) -> Family:
+        return METHOD_FAMILIES[self.method]
+
+    @property
+    def is_dense(self) -> bool:
+        return self.family == "none"
+
+    @property
     def is_quantization(self) -> bool:
-        return self.method in QUANT_METHODS
+        return self.family == "quantisation"
 
     @property
     def is_pruning(self) -> bool:
-        return self.method in PRUNE_METHODS
+        return self.family == "pruning"
 
     @property
     def target_sparsity(self) -> float | None:
@@ -159,7 +185,7 @@ class CompressionSpec(_Spec):
 
     def label(self) -> str:
         """Short human-readable name, e.g. ``gptq-w4-g64`` or ``wanda-2:4``."""
-        if self.method == "none":
+        if self.is_dense:
             return "dense"
         if self.is_quantization:
             g = f"-g{self.group_size}" if self.group_size else ""

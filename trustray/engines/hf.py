@@ -31,16 +31,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from trustray.engines.base import ProgressCallback
+from trustray.engines.base import DType, ProgressCallback
 from trustray.engines.kernels import preallocated_cache, stacked_cache, use_gqa_attention
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
-
-DType = Literal["auto", "bfloat16", "float16", "float32"]
 
 
 @dataclass(frozen=True)

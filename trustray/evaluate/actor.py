@@ -17,11 +17,8 @@ from trustray.evaluate.plan import Shard
 class EvaluatorActor:
     """Stateless between shards: a killed actor restarts and its shard is simply run again."""
 
-    def __init__(self, toxicity_scorer: str = "local-calibrated", data_dir: str | None = None) -> None:
-        import os
-
-        if data_dir:
-            os.environ["TRUSTRAY_DATA"] = data_dir  # parse-time constants resolve here
+    def __init__(self, toxicity_scorer: str = "local-calibrated") -> None:
+        # Items carry the prompt constants their parse needs: no data directory here.
         self.evaluator = Evaluator(toxicity_scorer)
         self._handles: dict[str, Any] = {}
 

@@ -11,6 +11,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from trustray.compress.spec import family_of
 from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds, text
 from trustray.report.perspectives import label
 from trustray.report.summary import Tables
@@ -64,7 +65,8 @@ def _table(t: Tables) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]
     ]
     rows = []
     for _, r in t.summary.iterrows():
-        bits = 99 if r["method"] == "none" else (r["bits"] if not pd.isna(r["bits"]) else 100 - 100 * (r["sparsity"] or 0))
+        family = family_of(r["method"])
+        bits = 99 if family == "none" else (r["bits"] if family == "quantisation" else 100 - 100 * (r["sparsity"] or 0))
         n_seeds = -1 if pd.isna(r["calib_seeds"]) else int(r["calib_seeds"])
         rows.append([
             _cell(str(r["setting"]), str(r["setting"])), _cell(str(r["method"]), str(r["method"])),

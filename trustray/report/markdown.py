@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from trustray.compress.spec import family_of
 from trustray.report.perspectives import label
 from trustray.report.summary import Tables
 
@@ -29,7 +30,7 @@ def pm(mean: object, std: object) -> str:
 
 def compression(r: pd.Series) -> str:
     """The bits / sparsity cell of the paper's table."""
-    if r["method"] == "none":
+    if family_of(r["method"]) == "none":
         return "dense"
     parts = []
     if not pd.isna(r["bits"]):

@@ -1,58 +1,56 @@
-"""Perspective names as the report orders and labels them (the paper's column order)."""
+"""Perspective names as the report orders and labels them, read from the perspective registry.
+
+Each registered perspective carries its label, its column order (the paper's table order), its
+kind (trust or utility) and the other names older results use for it. A name no perspective
+claims keeps its own name as label and sorts after the known trust perspectives.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
+from typing import Any
 
-# The paper's table order. Alternative spellings map onto the same column label.
-TRUST_ORDER: tuple[str, ...] = (
-    "adv_robustness",
-    "ood",
-    "adv_demonstration",
-    "machine_ethics",
-    "fairness",
-    "privacy",
-    "stereotype",
-    "toxicity",
-)
-UTILITY: frozenset[str] = frozenset({"mmlu"})
+UNKNOWN_ORDER = 99
 
-_LABELS: dict[str, str] = {
-    "adv_robustness": "AdvGLUE",
-    "advglue": "AdvGLUE",
-    "adv_glue": "AdvGLUE",
-    "adversarial_robustness": "AdvGLUE",
-    "ood": "OOD",
-    "ood_robustness": "OOD",
-    "adv_demonstration": "Adv Demo",
-    "adv_demo": "Adv Demo",
-    "machine_ethics": "Ethics",
-    "ethics": "Ethics",
-    "fairness": "Fairness",
-    "privacy": "Privacy",
-    "stereotype": "Stereotype",
-    "toxicity": "Toxicity",
-    "mmlu": "MMLU",
-}
-_RANK: dict[str, int] = {
-    "adv_robustness": 0, "advglue": 0, "adv_glue": 0, "adversarial_robustness": 0,
-    "ood": 1, "ood_robustness": 1, "adv_demonstration": 2, "adv_demo": 2,
-    "machine_ethics": 3, "ethics": 3, "fairness": 4, "privacy": 5, "stereotype": 6, "toxicity": 7,
-}
+
+def _find(perspective: str) -> Any:
+    try:
+        from trustray.benchmarks.base import find_perspective
+
+        import trustray.benchmarks  # noqa: F401  (the package registers its perspectives)
+    except ImportError as e:  # a half-installed tree still reports, on bare names
+        warnings.warn(f"trustray.benchmarks could not be imported ({e}); using bare names", stacklevel=3)
+        return None
+    return find_perspective(perspective)
 
 
 def label(perspective: str) -> str:
     """Display label of a perspective (its own name when unknown)."""
-    return _LABELS.get(perspective, perspective)
+    bench = _find(perspective)
+    return bench.label if bench is not None else perspective
 
 
 def is_utility(perspective: str) -> bool:
-    return perspective in UTILITY
+    bench = _find(perspective)
+    return bench is not None and bench.kind == "utility"
+
+
+def _rank(perspective: str) -> tuple[int, str]:
+    bench = _find(perspective)
+    return (bench.order if bench is not None else UNKNOWN_ORDER, perspective)
 
 
 def ordered(perspectives: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split perspective names into (trust, utility), each in the paper's order."""
     names = sorted(set(perspectives))
-    trust = sorted((p for p in names if not is_utility(p)), key=lambda p: (_RANK.get(p, 99), p))
-    utility = [p for p in names if is_utility(p)]
+    trust = sorted((p for p in names if not is_utility(p)), key=_rank)
+    utility = sorted((p for p in names if is_utility(p)), key=_rank)
     return trust, utility
+
+
+def outcome_source(perspective: str) -> str | None:
+    """What a row's outcome is for this perspective ("correct" or "score"); None when unknown
+    (the report then infers it from which of the two columns the rows fill)."""
+    bench = _find(perspective)
+    return bench.outcome if bench is not None else None

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from trustray.compress.spec import family_of
 from trustray.report.perspectives import label
 
 DENSE_BITS = 16
@@ -41,9 +42,10 @@ def _err(values: pd.Series) -> np.ndarray:
 def trust_vs_compression(summary: pd.DataFrame) -> bytes:
     """Average trust vs bits (quantisation) and vs sparsity (pruning), one line per method,
     error bars = std over calibration seeds; the dense model is the reference."""
-    dense = summary[summary["method"] == "none"]
-    quant = summary[(summary["method"] != "none") & summary["bits"].notna()]
-    prune = summary[(summary["method"] != "none") & summary["bits"].isna()]
+    family = summary["method"].map(family_of)
+    dense = summary[family == "none"]
+    quant = summary[family == "quantisation"]
+    prune = summary[family == "pruning"]
     panels = [p for p in (("bits", quant), ("sparsity", prune)) if not p[1].empty] or [("bits", quant)]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (xcol, df) in zip(axes[0], panels):
@@ -119,7 +121,7 @@ def trust_vs_size(summary: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (method, g) in enumerate(summary.groupby("method", sort=True)):
         color = f"C{i}"
-        name = "dense" if method == "none" else method
+        name = "dense" if family_of(method) == "none" else method
         for col, face, what in (("weight_bytes", color, "weights"), ("model_size_bytes", "none", "disk")):
             mb = g[col].astype(float) / 1e6
             ax.errorbar(mb, g["avg_trust"], yerr=_err(g["avg_trust_std"]), marker="o", linestyle="none",

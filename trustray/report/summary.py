@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trustray.compress.spec import PRUNE_METHODS
+from trustray.compress.spec import family_of
 from trustray.identity import flat_identity, identity_from_row, setting_identity
 from trustray.report.intervals import (
     BlockScorer, Interval, item_interval, paired_item_interval, seed_interval,
@@ -32,7 +32,7 @@ SETTING_COLS = [
 ]
 SPEC_COLS = ["model_spec", "compression_spec", "calibration_spec", "eval_spec", "engine_spec"]
 CONFIG_COLS = ["config_id", "setting_id", *SETTING_COLS, "calib_seed", "model_size_bytes", "weight_bytes", *SPEC_COLS]
-DENSE = "none"
+DENSE = "none"  # the dense baseline's family (and method)
 EXCEEDS_FACTOR = 2.0  # a compression effect "exceeds the seed spread" when |Δ| > 2 × seed std
 
 
@@ -64,7 +64,7 @@ class Tables:
 
 def _setting_label(row: pd.Series) -> str:
     method = row["method"]
-    if method == DENSE:
+    if family_of(method) == DENSE:
         return "dense"
     parts = [str(method)]
     if not pd.isna(row["bits"]):
@@ -121,7 +121,7 @@ def resolve_baseline(configs: pd.DataFrame, name: str | None) -> Baseline | None
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ReportError(f"unknown baseline {name!r}{hint} (config ids and settings: {', '.join(known)})")
-    dense = configs[configs["method"] == DENSE]
+    dense = configs[configs["method"].map(family_of) == DENSE]
     if dense.empty:
         return None
     settings = sorted(set(dense["setting"]))
@@ -195,7 +195,7 @@ def build_tables(
     notes = sorted({n for n in scores["note"] if n})
     if base is None:
         notes.append("no dense config (method 'none') in this run and no --baseline: no paired comparison")
-    if configs["method"].isin(PRUNE_METHODS).any():
+    if (configs["method"].map(family_of) == "pruning").any():
         notes.append(
             "pruned checkpoints are stored and served dense (compressed-tensors has no sparse storage format "
             "any more), so their weights and size on disk show no saving over the dense model"
@@ -256,7 +256,7 @@ def build_tables(
     summary = _add_paired(summary, items, blocks, base, trust, [*trust, *utility], spec, paired_rows)
     order = {"dense": 0}
     summary = summary.assign(
-        _o=summary["method"].map(lambda m: order.get("dense" if m == DENSE else m, 1)),
+        _o=summary["method"].map(lambda m: order.get("dense" if family_of(m) == DENSE else m, 1)),
         _b=summary["bits"].fillna(99), _s=summary["sparsity"].fillna(0),
     ).sort_values(["_o", "method", "_b", "_s", "setting"], ascending=[True, True, False, True, True])
     summary = summary.drop(columns=["_o", "_b", "_s"]).reset_index(drop=True)

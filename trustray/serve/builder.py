@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trustray.engines.base import BACKENDS, Backend
 from trustray.models import ResolvedModel, resolve_model
 
-Backend = Literal["auto", "hf", "vllm", "simulated"]
-BACKENDS: tuple[str, ...] = ("auto", "hf", "vllm", "simulated")
 
 
 class ServingOptions(BaseModel):
