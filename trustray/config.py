@@ -86,6 +86,8 @@ class EngineSpec(_Spec):
     batch_size: int = Field(32, ge=1)
     bucket: int = Field(32, ge=1)
     deterministic: bool = True
+    # HF engine: prompts sharing leading 128-token blocks (few-shot demonstrations) prefill them once
+    prefix_reuse: bool = True
     # backend "simulated" only: the GPU and model size it stands for, and its speed-up over real time
     simulated_gpu: Literal["A100", "H100"] = "A100"
     simulated_params_b: float = Field(13.0, gt=0)

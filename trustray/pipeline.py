@@ -158,7 +158,7 @@ def engine_options(eng: EngineSpec) -> Any:
     from trustray.engines.hf import EngineOptions
 
     return EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
-                         deterministic=eng.deterministic)
+                         deterministic=eng.deterministic, prefix_reuse=eng.prefix_reuse)
 
 
 def _vllm_dtype(trial: TrialSpec) -> str:
