@@ -34,7 +34,7 @@ MAX_TOKENS = 16
 SEED = "mmlu"
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 SMOKE_SUBJECTS = 8
-QUICK_PER_SUBJECT = 4
+QUICK_PER_SUBJECT = 1
 
 
 def subjects(data: DataDir) -> list[str]:

@@ -119,6 +119,19 @@ def load_causal_lm(path: Path, dtype: torch.dtype, device: torch.device) -> torc
     return model.to(device).eval()
 
 
+def render_prompt(tokenizer, request: GenerationRequest) -> str:
+    """The exact text a model with ``tokenizer`` sees for ``request`` (chat template for messages)."""
+    if request.prompt is not None:
+        return request.prompt
+    messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer, request: GenerationRequest) -> list[int]:
+    """The prompt token ids ``HFEngine`` prefills for ``request``."""
+    return tokenizer(render_prompt(tokenizer, request), add_special_tokens=request.prompt is not None)["input_ids"]
+
+
 @dataclass
 class _Row:
     """One sample to generate: request ``req`` sample ``index``."""
@@ -197,15 +210,11 @@ class HFEngine:
 
     def render(self, request: GenerationRequest) -> str:
         """The exact text the model sees for a request."""
-        if request.prompt is not None:
-            return request.prompt
-        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, request)
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """Token ids of a request's prompt (a raw prompt gets the tokenizer's special tokens)."""
-        text = self.render(request)
-        ids = self.tokenizer(text, add_special_tokens=request.prompt is not None)["input_ids"]
+        ids = prompt_ids(self.tokenizer, request)
         if len(ids) + request.sampling.max_tokens > self.context_length:
             raise ValueError(
                 f"request {request.request_id!r}: prompt of {len(ids)} tokens + max_tokens "
