@@ -121,6 +121,9 @@ class ResourceSpec(_Spec):
     model_gpus: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)
+    # shards of about this many tokens of work (prompt + n × max_tokens; plan version 2);
+    # shard_generations sizes the shards of runs planned before (version 1)
+    shard_tokens: int = Field(16384, ge=1)
     shard_generations: int = Field(128, ge=1)
     max_failures: int = Field(2, ge=0)
 
