@@ -128,14 +128,16 @@ def test_shards_are_sized_by_work_and_an_older_run_resumes_with_its_own_plan(tmp
     assert version == PLAN_VERSION == 2
     assert [(s.start, s.stop) for s in shards] == [(0, 1), (1, 2), (2, 6)]
     recorded = json.loads(plan_path(new_run, "cfg", "p").read_text())
-    assert recorded["version"] == 2 and recorded["shards"] == [[0, 1], [1, 2], [2, 6]]
+    assert recorded["version"] == 2 and recorded["shards"] == [[0, 1, 4000], [1, 2, 4000], [2, 6, 400]]
+    assert [s.work for s in shards] == [4000, 4000, 400]
     # resuming reuses the recorded boundaries even where the work would now be counted otherwise
-    assert resolve(new_run, w=[1] * 6) == (shards, 2)
+    again, v = resolve(new_run, w=[1] * 6)
+    assert (again, v) == (shards, 2) and [s.work for s in again] == [4000, 4000, 400]
 
     # an older run: a committed shard and no plan file → replanned by generations (version 1)
     write_table_atomic(pa.table({"x": [1]}), shard_path(old_run, Shard("cfg", "p", 0, 0, 4)))
     old, version = resolve(old_run)
-    assert version == 1 and [(s.start, s.stop) for s in old] == [(0, 4), (4, 6)]
+    assert version == 1 and [(s.start, s.stop, s.work) for s in old] == [(0, 4, 8200), (4, 6, 200)]
     assert json.loads(plan_path(old_run, "cfg", "p").read_text())["version"] == 1
     assert resolve(old_run) == (old, 1)
     assert read_config_rows(old_run, "cfg").num_rows == 1  # the plan file is not read as a shard

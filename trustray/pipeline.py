@@ -35,6 +35,9 @@ class Progress:
     on_plan: Callable[[str, int, int], None] | None = None  # perspective, items total, items already done
     on_shard: Callable[[str, int, int, float], None] | None = None  # perspective, items, tokens, seconds
     on_status: Callable[[str], None] | None = None
+    # the whole config once planned: items total, items already done, tokens of work total / done
+    on_config: Callable[[int, int, int, int], None] | None = None
+    on_work: Callable[[int, int], None] | None = None  # a committed shard: items, tokens of work
 
 
 @dataclass
@@ -239,6 +242,13 @@ def run_config(
             progress.on_plan(p, len(items), done_items)
         pending += [(s, items[s.start : s.stop]) for s in todo]
     shards_total = sum(len(s) for _, s in plans.values())
+    if progress and progress.on_config:
+        every = [s for _, shards in plans.values() for s in shards]
+        todo_keys = {(s.perspective, s.index) for s, _ in pending}
+        done = [s for s in every if (s.perspective, s.index) not in todo_keys]
+        progress.on_config(sum(s.stop - s.start for s in every), sum(s.stop - s.start for s in done),
+                           sum(s.work for s in every), sum(s.work for s in done))
+    shard_work = {(s.perspective, s.index): s.work for s, _ in pending}
     _write_config_record(run_dir, config_id, trial, compressed)
 
     eval_seconds, engine_stats = 0.0, {}
@@ -288,6 +298,8 @@ def run_config(
             for result in jobs:
                 if progress and progress.on_shard:
                     progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
+                if progress and progress.on_work:
+                    progress.on_work(result.items, shard_work[(result.perspective, result.index)])
             eval_seconds = time.perf_counter() - eval_start
             engine_stats = _engine_stats(model_handle(config_id), res.model_replicas)
         finally:

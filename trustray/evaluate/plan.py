@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trustray.benchmarks.base import Benchmark, EvalContext, Item
@@ -36,6 +36,7 @@ class Shard:
     index: int
     start: int
     stop: int
+    work: int = field(default=0, compare=False)  # tokens of work (prompt + n × max_tokens), for progress
 
     @property
     def name(self) -> str:
@@ -117,17 +118,19 @@ def resolve_plan(
                 f"items (digest {body['items_digest']}), now {len(items)} ({digest}); the item selection "
                 "changed since. Start a new run (--name) to evaluate the new items"
             )
-        shards = [Shard(config_id, perspective, i, a, b) for i, (a, b) in enumerate(body["shards"])]
+        shards = [Shard(config_id, perspective, i, a, b, w) for i, (a, b, w) in enumerate(body["shards"])]
         return shards, int(body["version"])
     legacy = path is not None and any(path.parent.glob("shard-*.parquet"))
+    per_item = list(work())
     if legacy:
         version, shards = 1, plan_shards(config_id, perspective, items, generations(), shard_generations)
     else:
-        version, shards = PLAN_VERSION, plan_shards(config_id, perspective, items, work(), shard_tokens)
+        version, shards = PLAN_VERSION, plan_shards(config_id, perspective, items, per_item, shard_tokens)
+    shards = [replace(s, work=sum(per_item[s.start : s.stop])) for s in shards]
     if path is not None:
         body = {"version": version, "items": len(items), "items_digest": digest,
                 "target": shard_generations if version == 1 else shard_tokens,
-                "shards": [[s.start, s.stop] for s in shards]}
+                "shards": [[s.start, s.stop, s.work] for s in shards]}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{PLAN_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(body))
