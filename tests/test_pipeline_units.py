@@ -107,6 +107,10 @@ def test_shipped_sweep_specs_load_and_the_laptop_one_fits_two_cpus():
     # one trial at a time on a CPU box: the trial, its evaluators and every replica at once
     assert laptop.resources.model_replicas == 2 and laptop.resources.cpus_per_trial() <= 2
     assert [t.label() for t in laptop.trials()] == ["dense", "gptq-w8-seed0", "gptq-w4-seed0", "gptq-w3-seed0"]
+    # the laptop calibration preset: 1/8 of bits.yaml's calibration tokens
+    cal, full = laptop.calibration, specs["bits.yaml"].calibration
+    assert (cal.num_samples, cal.seq_len) == (32, 256)
+    assert cal.num_samples * cal.seq_len * 8 == full.num_samples * full.seq_len
 
 
 def test_shards_are_sized_by_work_and_an_older_run_resumes_with_its_own_plan(tmp_path):
