@@ -50,3 +50,19 @@ def test_quick_fairness_keeps_every_label_and_group_of_each_setting(data_dir):
         return {(i.scenario, i.meta["label"], i.meta["sensitive"]) for i in items}
 
     assert strata("quick") == strata("paper")
+
+
+def test_data_stats_prints_tokens_per_perspective_and_the_budget(data_dir):
+    from typer.testing import CliRunner
+
+    from trustray.cli import app
+
+    res = CliRunner().invoke(app, ["data", "stats", "--profile", "smoke", "--no-estimate",
+                                   "--data-dir", str(data_dir.root)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "budget of profile smoke: 130,000 prompt / 5,000 output tokens" in res.output
+    for col in ("items", "generations", "prompt tokens", "max output tokens"):
+        assert col in res.output
+    assert all(p in res.output for p in ALL_PERSPECTIVES)
+    bad = CliRunner().invoke(app, ["data", "stats", "--profile", "huge", "--no-estimate"])
+    assert bad.exit_code != 0 and "--profile must be one of" in bad.output

@@ -75,9 +75,7 @@ def stats(
     work = profile_work(profile, d, tokenizer_for(model), names)
     rates = engine_rates(model, measure=estimate, log=console.print) if estimate else None
     budget = BUDGETS[profile]
-    title = (f"profile {profile}: per config, tokens counted with {model}'s tokenizer; budget "
-             f"{budget.prompt_tokens:,} prompt / {budget.output_tokens:,} output tokens")
-    table = Table(title=title)
+    table = Table(title=f"profile {profile}, per config (tokens counted with {model}'s tokenizer)")
     cols = ["perspective", "items", "generations", "prompt tokens", "after prefix reuse", "max output tokens"]
     if rates:
         cols.append("est. engine time")
@@ -96,6 +94,8 @@ def stats(
         row(w.perspective, [w])
     row("total", work, bold=True)
     console.print(table)
+    console.print(f"budget of profile {profile}: {budget.prompt_tokens:,} prompt / {budget.output_tokens:,} "
+                  "output tokens per config (trustray/budget.py)", highlight=False)
     if rates:
         console.print(
             f"engine time: one HF engine, {rates.dtype}, {rates.threads} thread(s) on {rates.machine}: "
