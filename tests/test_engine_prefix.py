@@ -52,6 +52,48 @@ def _bytes(positions: int) -> int:
 
 
 @pytest.fixture(scope="module")
+def tiny_chat_model(tmp_path_factory, embedded_model):
+    """A tiny random Llama with the embedded model's tokenizer and chat template (fast to run)."""
+    import json
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    base = json.loads((embedded_model.path / "config.json").read_text())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=base["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      bos_token_id=base.get("bos_token_id"), eos_token_id=base.get("eos_token_id"),
+                      tie_word_embeddings=True)
+    path = tmp_path_factory.mktemp("tiny-chat") / "model"
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    for f in embedded_model.path.iterdir():
+        if f.name.startswith(("tokenizer", "chat_template", "generation_config")):
+            shutil.copy(f, path / f.name)
+    return path
+
+
+def test_tiny_model_prefix_reuse_is_exact_and_independent_of_what_came_first(tiny_chat_model):
+    from trustray.engines.hf import EngineOptions, HFEngine
+
+    def engine(**kw):
+        return HFEngine(tiny_chat_model, EngineOptions(dtype="float32", batch_size=4, prefix_block=64, **kw))
+
+    on, off, fresh = engine(), engine(prefix_reuse=False), engine()
+    reqs = [_req(i, q) for i, q in enumerate(QUESTIONS)]
+    reqs += [_req(10 + i, q, temperature=1.0, top_p=0.95, n=2) for i, q in enumerate(QUESTIONS[:2])]
+    assert [g.texts for g in on.generate(reqs)] == [g.texts for g in off.generate(reqs)]
+    assert on.prefix_store.hit_tokens >= (len(QUESTIONS) - 1) * 4 * 64
+    ids = on.encode(reqs[2])
+    warm, cold = on._prefill_prompt(ids), fresh._prefill_prompt(ids)
+    assert fresh.prefix_store.hit_tokens == 0
+    assert torch.equal(warm.logits, cold.logits)
+    assert all(torch.equal(a.keys, b.keys) for a, b in zip(warm.cache.layers, cold.cache.layers, strict=True))
+    # alone on a fresh engine or behind its neighbours: the same texts
+    assert fresh.generate([reqs[4]])[0].texts == on.generate(reqs)[4].texts
+
+
+@pytest.fixture(scope="module")
 def engines(embedded_model):
     from trustray.engines.hf import EngineOptions, HFEngine
 
