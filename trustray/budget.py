@@ -148,14 +148,15 @@ def _machine() -> str:
 
 
 def measure_rates(model: str, log: Callable[[str], None] | None = None) -> EngineRates:
-    """Time the HF engine (default options) on this machine: one 1024-token prefill, then a
-    decode batch of its full width for 32 steps. About half a minute on a laptop core."""
+    """Time the HF engine on this machine (the sweep's batch width, default dtype, this process's
+    torch threads): one 1024-token prefill, then a full decode batch of 32 sampled steps (its
+    prompts' prefill taken out at the measured prefill rate). Under a minute on a laptop core."""
     import torch
 
     from trustray.engines.hf import EngineOptions, HFEngine
     from trustray.generation import GenerationRequest, SamplingParams
 
-    engine = HFEngine(model, EngineOptions(prefix_reuse=False))
+    engine = HFEngine(model, EngineOptions(batch_size=32, prefix_reuse=False))  # the sweep's batch width
     if log:
         log(f"measuring engine rates ({engine.dtype}, {torch.get_num_threads()} threads)")
     words = " ".join(f"w{i}" for i in range(4000))
@@ -172,7 +173,8 @@ def measure_rates(model: str, log: Callable[[str], None] | None = None) -> Engin
     ]
     start = time.perf_counter()
     gens = engine.generate(reqs)
-    decode = sum(sum(g.output_tokens) for g in gens) / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start - sum(g.prompt_tokens for g in gens) / prefill  # less their prefill
+    decode = sum(sum(g.output_tokens) for g in gens) / max(1e-3, seconds)
     return EngineRates(prefill, decode, str(engine.dtype).removeprefix("torch."), torch.get_num_threads(), _machine())
 
 
