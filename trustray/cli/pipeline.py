@@ -178,6 +178,7 @@ def evaluate(
     from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec, TrialSpec
     from trustray.config import _format_errors as format_errors
     from trustray.data import DataDir
+    from trustray.evaluate.progress import ProgressBoard, format_eta
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
     from trustray.sweep import check_or_record_eval, init_ray, needs_http, start_serve
@@ -215,8 +216,26 @@ def evaluate(
             rate = tokens["n"] / max(1e-9, time.perf_counter() - tokens["t0"])
             bar.update(tasks[p], advance=items, rate=f"{rate:.0f} tok/s")
 
+        board = ProgressBoard({"config": trial.label()})
+
+        def show_total() -> None:
+            row = board.snapshot()["configs"][0]
+            fields = {"rate": f"{row['tok_s']:.0f} work tok/s, left {format_eta(row['eta_s'])}" if row["tok_s"] else ""}
+            if "\0all" not in tasks:
+                tasks["\0all"] = bar.add_task("all", total=row["items_total"], completed=row["items_done"], **fields)
+            bar.update(tasks["\0all"], completed=row["items_done"], **fields)
+
+        def on_config(*totals: int) -> None:
+            board.plan("config", *totals)
+            show_total()
+
+        def on_work(items: int, work: int) -> None:
+            board.shard("config", items, work)
+            show_total()
+
         result = run_config(trial, run_dir, run, data_dir,
-                            Callbacks(on_plan=on_plan, on_shard=on_shard, on_status=lambda s: bar.console.log(s)))
+                            Callbacks(on_plan=on_plan, on_shard=on_shard, on_status=lambda s: bar.console.log(s),
+                                      on_config=on_config, on_work=on_work))
     metrics = result.metrics()
     _print_metrics([metrics], trial.eval.perspectives)
     console.print(f"config {result.config_id}: {result.shards_run}/{result.shards_total} shards run now; "
