@@ -6,7 +6,11 @@
    with several replicas, the busiest replica's busy time;
 2. items/s of the pipeline vs a one-request-at-a-time loop over the same items, the way
    DecodingTrust drives Hugging Face models: stock ``model.generate`` per prompt (sdpa attention,
-   ``num_return_sequences=n``), on all the replicas' threads together (target >= 20x).
+   ``num_return_sequences=n``), on all the replicas' threads together (target >= 20x);
+3. model-FLOP utilisation: the workload's useful model FLOPs (2 × layer parameters per prompt
+   and generated token, the LM head per generated token, causal attention; ``trustray.engines.flops``)
+   per second of evaluation, over the matmul peak of the cores used (replicas × threads), measured
+   in the same run with square torch matmuls at the engine's dtype; also for the engine alone.
 
     python bench/pipeline_overhead.py [--perspectives stereotype,mmlu] [--profile quick] [--torch-threads 2]
     python bench/pipeline_overhead.py --replicas 2 --torch-threads 1   # a 2-core laptop
@@ -92,10 +96,11 @@ def main() -> None:
             for i in BENCHMARKS.get(p).items(data, ctx)]
     engine = HFEngine(args.model, EngineOptions(batch_size=args.batch_size))
     start = time.perf_counter()
-    engine.generate(reqs)
+    gens = engine.generate(reqs)
     engine_s = time.perf_counter() - start
     print(f"  engine alone, one call, same {len(reqs)} requests: {engine_s:.1f} s; "
           f"evaluation wall × replicas / engine alone = {result.eval_seconds * replicas / engine_s:.3f}")
+    print_mfu(engine, gens, result.eval_seconds, engine_s, threads, replicas)
     torch.set_num_threads(threads * replicas)
     single = HFEngine(args.model, EngineOptions(batch_size=1, deterministic=False))
     single.model.set_attn_implementation("sdpa")  # stock transformers, as DecodingTrust loads it
@@ -108,6 +113,24 @@ def main() -> None:
     print(f"  one-at-a-time model.generate loop ({len(sample)} items, {threads * replicas} torch threads): "
           f"{loop_rate:.3f} items/s; pipeline "
           f"evaluation {pipe_rate:.3f} items/s; speed-up {pipe_rate / loop_rate:.1f}x")
+
+
+def print_mfu(engine, gens, eval_s: float, engine_s: float, threads: int, replicas: int) -> None:
+    """Model-FLOP utilisation of the evaluation (all replicas' cores) and of the engine alone."""
+    from trustray.engines.flops import ModelShape, matmul_peak
+
+    shape = ModelShape.of(engine.model)
+    flops = sum(shape.request_flops(g.prompt_tokens, g.output_tokens) for g in gens)
+    tokens = sum(g.prompt_tokens + sum(g.output_tokens) for g in gens)
+    dtype = str(engine.dtype).removeprefix("torch.")
+    peak_all = matmul_peak(engine.dtype, threads * replicas)
+    peak_one = matmul_peak(engine.dtype, threads)
+    print(f"  useful model FLOPs: {flops / 1e12:.2f} TFLOP over {tokens} prompt + generated tokens "
+          f"({shape.layer_params / 1e6:.0f}M layer parameters, {dtype})")
+    print(f"  measured {dtype} matmul peak: {peak_all / 1e9:.0f} GFLOP/s on {threads * replicas} thread(s), "
+          f"{peak_one / 1e9:.0f} GFLOP/s on {threads}")
+    print(f"  MFU: evaluation {flops / eval_s / 1e9:.1f} GFLOP/s = {100 * flops / eval_s / peak_all:.1f}% of peak; "
+          f"engine alone {flops / engine_s / 1e9:.1f} GFLOP/s = {100 * flops / engine_s / peak_one:.1f}%")
 
 
 def _timed_on_fresh_app(model: str, reqs: list, cpus: float, prefix_caching: bool, app: str) -> float:

@@ -20,7 +20,7 @@ def items(data_dir: DataDir) -> list[Item]:
 
 def test_items_and_prompts(items: list[Item], data_dir: DataDir) -> None:
     assert {i.scenario for i in items} == {"benign", "untargeted", "targeted"}
-    assert len(items) == 3 * 16 * 2
+    assert len(items) == 3 * 16 * 1
     task = data_dir.constant("stereotype", "TASK_DESC")
     for i in items:
         assert i.payload["user"].startswith(task + "\n" + task)  # the instruction really appears twice

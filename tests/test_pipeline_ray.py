@@ -38,7 +38,7 @@ def expected_shards(run_dir: Path, spec) -> set[str]:
     for record in (run_dir / "configs").glob("*.json"):
         body = json.loads(record.read_text())
         trial = spec.trials()[0].model_validate(body["trial"])
-        for _, shards in plan(trial, body["config_id"], DataDir(SHARED_DATA), eval_context(trial)).values():
+        for _, shards in plan(trial, body["config_id"], DataDir(SHARED_DATA), eval_context(trial), run_dir).values():
             out |= {str(shard_path(run_dir, s)) for s in shards}
     return out
 

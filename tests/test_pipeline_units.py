@@ -107,6 +107,47 @@ def test_shipped_sweep_specs_load_and_the_laptop_one_fits_two_cpus():
     # one trial at a time on a CPU box: the trial, its evaluators and every replica at once
     assert laptop.resources.model_replicas == 2 and laptop.resources.cpus_per_trial() <= 2
     assert [t.label() for t in laptop.trials()] == ["dense", "gptq-w8-seed0", "gptq-w4-seed0", "gptq-w3-seed0"]
+    # the laptop calibration preset: 1/8 of bits.yaml's calibration tokens
+    cal, full = laptop.calibration, specs["bits.yaml"].calibration
+    assert (cal.num_samples, cal.seq_len) == (32, 256)
+    assert cal.num_samples * cal.seq_len * 8 == full.num_samples * full.seq_len
+
+
+def test_shards_are_sized_by_work_and_an_older_run_resumes_with_its_own_plan(tmp_path):
+    """Plan version 2 cuts by tokens of work; a run whose shards were committed before plan
+    files existed keeps its version-1 (generation-sized) boundaries; a recorded plan is reused."""
+    import json
+
+    from trustray.evaluate.plan import PLAN_VERSION, PlanMismatch, plan_path, resolve_plan
+
+    its = items(6)
+    gens = [1] * 6
+    work = [4000, 4000, 100, 100, 100, 100]  # two long few-shot prompts, then short ones
+
+    def resolve(run_dir, w=work, its=its):
+        return resolve_plan(run_dir, "cfg", "p", its, lambda: w, lambda: gens, shard_tokens=4000, shard_generations=4)
+
+    new_run, old_run = tmp_path / "new", tmp_path / "old"
+    shards, version = resolve(new_run)
+    assert version == PLAN_VERSION == 2
+    assert [(s.start, s.stop) for s in shards] == [(0, 1), (1, 2), (2, 6)]
+    recorded = json.loads(plan_path(new_run, "cfg", "p").read_text())
+    assert recorded["version"] == 2 and recorded["shards"] == [[0, 1, 4000], [1, 2, 4000], [2, 6, 400]]
+    assert [s.work for s in shards] == [4000, 4000, 400]
+    # resuming reuses the recorded boundaries even where the work would now be counted otherwise
+    again, v = resolve(new_run, w=[1] * 6)
+    assert (again, v) == (shards, 2) and [s.work for s in again] == [4000, 4000, 400]
+
+    # an older run: a committed shard and no plan file → replanned by generations (version 1)
+    write_table_atomic(pa.table({"x": [1]}), shard_path(old_run, Shard("cfg", "p", 0, 0, 4)))
+    old, version = resolve(old_run)
+    assert version == 1 and [(s.start, s.stop, s.work) for s in old] == [(0, 4, 8200), (4, 6, 200)]
+    assert json.loads(plan_path(old_run, "cfg", "p").read_text())["version"] == 1
+    assert resolve(old_run) == (old, 1)
+    assert read_config_rows(old_run, "cfg").num_rows == 1  # the plan file is not read as a shard
+
+    with pytest.raises(PlanMismatch, match="item selection changed"):
+        resolve(new_run, its=items(5))
 
 
 def test_resuming_a_sweep_ignores_the_order_of_its_perspectives(tmp_path):

@@ -100,7 +100,8 @@ def test_killed_vllm_replica_is_replaced_and_the_config_completes(ray_vllm, tmp_
     start_serve(http=True)  # no-op when the sweep test started it
 
     # small shards, so that most of them are still to run when the first one is committed
-    spec = load_sweep_spec(TINY_VLLM).with_overrides(**{"resources.shard_generations": 4})
+    spec = load_sweep_spec(TINY_VLLM).with_overrides(
+        **{"resources.shard_generations": 4, "resources.shard_tokens": 500})
     trial = spec.trials()[0]
     result: dict[str, object] = {}
 

@@ -115,6 +115,8 @@ class EngineSpec(_Spec):
     batch_size: int = Field(32, ge=1)
     bucket: int = Field(32, ge=1)
     deterministic: bool = True
+    # HF engine: prompts sharing leading 128-token blocks (few-shot demonstrations) prefill them once
+    prefix_reuse: bool = True
     # backend "simulated" only: the GPU and model size it stands for, and its speed-up over real time
     simulated_gpu: Literal["A100", "H100"] = "A100"
     simulated_params_b: float = Field(13.0, gt=0)
@@ -148,6 +150,9 @@ class ResourceSpec(_Spec):
     model_gpus: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)
+    # shards of about this many tokens of work (prompt + n × max_tokens; plan version 2);
+    # shard_generations sizes the shards of runs planned before (version 1)
+    shard_tokens: int = Field(16384, ge=1)
     shard_generations: int = Field(128, ge=1)
     max_failures: int = Field(2, ge=0)
 

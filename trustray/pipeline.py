@@ -21,7 +21,7 @@ from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
 from trustray.config import CalibrationSpec, EngineSpec, SpecError, TrialSpec
 from trustray.data import DataDir
-from trustray.evaluate.plan import Shard, generations_per_item, plan_shards
+from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, work_per_item
 from trustray.evaluate.store import (
     foreign_schema_message, is_committed, read_config_rows, stored_schema_versions, write_table_atomic,
 )
@@ -35,6 +35,9 @@ class Progress:
     on_plan: Callable[[str, int, int], None] | None = None  # perspective, items total, items already done
     on_shard: Callable[[str, int, int, float], None] | None = None  # perspective, items, tokens, seconds
     on_status: Callable[[str], None] | None = None
+    # the whole config once planned: items total, items already done, tokens of work total / done
+    on_config: Callable[[int, int, int, int], None] | None = None
+    on_work: Callable[[int, int], None] | None = None  # a committed shard: items, tokens of work
 
 
 @dataclass
@@ -135,16 +138,45 @@ def eval_context(trial: TrialSpec) -> EvalContext:
                        dt_reference=e.dt_reference, max_prompt_tokens=e.max_prompt_tokens)
 
 
-def plan(trial: TrialSpec, config_id: str, data: DataDir, ctx: EvalContext) -> dict[str, tuple[list[Item], list[Shard]]]:
-    """Items and shards per perspective."""
+def plan(
+    trial: TrialSpec, config_id: str, data: DataDir, ctx: EvalContext, run_dir: Path | None = None,
+    tokenizer_path: str | Path | None = None,
+) -> dict[str, tuple[list[Item], list[Shard]]]:
+    """Items and shards per perspective: the plan recorded in ``run_dir`` where there is one, else
+    shards of about ``resources.shard_tokens`` tokens of work (recorded when ``run_dir`` is given)."""
     out = {}
+    count = prompt_counter(tokenizer_path, ctx)
     for p in trial.eval.perspectives:
         bench = BENCHMARKS.get(p)
         items = bench.items(data, ctx)
-        shards = plan_shards(config_id, p, items, generations_per_item(bench, items, ctx),
-                             trial.resources.shard_generations)
+        shards, _ = resolve_plan(
+            run_dir, config_id, p, items,
+            work=lambda: work_per_item(bench, items, ctx, count),  # noqa: B023 (called right away)
+            generations=lambda: generations_per_item(bench, items, ctx),  # noqa: B023
+            shard_tokens=trial.resources.shard_tokens, shard_generations=trial.resources.shard_generations,
+        )
         out[p] = (items, shards)
     return out
+
+
+def prompt_counter(tokenizer_path: str | Path | None, ctx: EvalContext) -> Callable[[Any], int]:
+    """Prompt tokens of a request as the HF engine encodes it (``tokenizer_path``'s tokenizer), or
+    the context's estimate over the request's text without one."""
+    if tokenizer_path is None:
+        return lambda req: ctx.tokens(req.prompt if req.prompt is not None
+                                      else "".join(m.content for m in req.messages or ()))
+    loaded: list[Any] = []  # the tokenizer, loaded on first use (a recorded plan needs none)
+
+    def count(req: Any) -> int:
+        from trustray.engines.hf import prompt_ids
+
+        if not loaded:
+            from transformers import AutoTokenizer
+
+            loaded.append(AutoTokenizer.from_pretrained(tokenizer_path, clean_up_tokenization_spaces=False))
+        return len(prompt_ids(loaded[0], req))
+
+    return count
 
 
 def engine_options(eng: EngineSpec) -> Any:
@@ -158,7 +190,7 @@ def engine_options(eng: EngineSpec) -> Any:
     from trustray.engines.hf import EngineOptions
 
     return EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
-                         deterministic=eng.deterministic)
+                         deterministic=eng.deterministic, prefix_reuse=eng.prefix_reuse)
 
 
 def _vllm_dtype(trial: TrialSpec) -> str:
@@ -201,7 +233,7 @@ def run_config(
     config_id = identity.config_id(config_identity(trial, compressed))
     label = trial.label()
     ctx = eval_context(trial)
-    plans = plan(trial, config_id, data, ctx)
+    plans = plan(trial, config_id, data, ctx, run_dir, compressed.path)
     pending: list[tuple[Shard, list[Item]]] = []
     for p, (items, shards) in plans.items():
         todo = [s for s in shards if not is_committed(run_dir, s)]
@@ -210,6 +242,13 @@ def run_config(
             progress.on_plan(p, len(items), done_items)
         pending += [(s, items[s.start : s.stop]) for s in todo]
     shards_total = sum(len(s) for _, s in plans.values())
+    if progress and progress.on_config:
+        every = [s for _, shards in plans.values() for s in shards]
+        todo_keys = {(s.perspective, s.index) for s, _ in pending}
+        done = [s for s in every if (s.perspective, s.index) not in todo_keys]
+        progress.on_config(sum(s.stop - s.start for s in every), sum(s.stop - s.start for s in done),
+                           sum(s.work for s in every), sum(s.work for s in done))
+    shard_work = {(s.perspective, s.index): s.work for s, _ in pending}
     _write_config_record(run_dir, config_id, trial, compressed)
 
     eval_seconds, engine_stats = 0.0, {}
@@ -259,6 +298,8 @@ def run_config(
             for result in jobs:
                 if progress and progress.on_shard:
                     progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
+                if progress and progress.on_work:
+                    progress.on_work(result.items, shard_work[(result.perspective, result.index)])
             eval_seconds = time.perf_counter() - eval_start
             engine_stats = _engine_stats(model_handle(config_id), res.model_replicas)
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,66 @@ def _trainable(config: dict[str, Any]) -> None:
     from trustray.pipeline import run_config
 
     trial = TrialSpec.model_validate(config["trial"])
-    result = run_config(trial, Path(config["run_dir"]), config["run_id"], config.get("data_dir"))
+    result = run_config(trial, Path(config["run_dir"]), config["run_id"], config.get("data_dir"),
+                        progress=_board_callbacks(board_name(config["run_id"]), trial.spec_id()))
     tune.report(result.metrics())
+
+
+def board_name(run_id: str) -> str:
+    from trustray.evaluate.progress import BOARD_NAME
+
+    return f"{BOARD_NAME}-{run_id}"
+
+
+def _board_callbacks(name: str, key: str) -> Any:
+    """Progress callbacks that report to the sweep driver's board actor (none without one)."""
+    import ray
+
+    from trustray.pipeline import Progress
+
+    try:
+        board = ray.get_actor(name)
+    except ValueError:  # no live display (a sweep run without one)
+        return None
+    return Progress(on_config=lambda *a: board.plan.remote(key, *a),
+                    on_work=lambda items, work: board.shard.remote(key, items, work))
+
+
+def start_board(spec: SweepSpec, on_snapshot: Callable[[dict[str, Any]], None], every_s: float = 1.0) -> Callable[[], None]:
+    """Start the progress board actor and a driver thread passing its snapshots to
+    ``on_snapshot``; returns a function that stops both (after one last snapshot)."""
+    import threading
+
+    import ray
+
+    from trustray.evaluate.progress import ProgressBoard
+
+    board = ray.remote(num_cpus=0)(ProgressBoard).options(name=board_name(spec.name)).remote(
+        {t.spec_id(): t.label() for t in spec.trials()})
+    stop = threading.Event()
+
+    def poll() -> None:
+        while True:
+            try:
+                on_snapshot(ray.get(board.snapshot.remote(), timeout=30))
+            except Exception:  # noqa: BLE001  (the display must never stop the sweep)
+                pass
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=poll, name="sweep-progress", daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join(timeout=35)
+        try:
+            on_snapshot(ray.get(board.snapshot.remote(), timeout=30))
+        except Exception:  # noqa: BLE001
+            pass
+        ray.kill(board)
+
+    return close
 
 
 def trial_resources(spec: SweepSpec) -> Any:
@@ -211,8 +269,10 @@ def run_sweep(
     storage_path: str | None = None,
     data_dir: str | None = None,
     address: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep; returns per-trial metrics and the errors of failed trials."""
+    """Run (or resume) a sweep; returns per-trial metrics and the errors of failed trials.
+    ``on_progress`` receives the progress board's snapshot about every second while it runs."""
     from ray import tune
 
     run_dir = run_dir_for(spec, storage_path)
@@ -247,7 +307,12 @@ def run_sweep(
                 verbose=1,
             ),
         )
-    grid = tuner.fit()
+    close = start_board(spec, on_progress) if on_progress else None
+    try:
+        grid = tuner.fit()
+    finally:
+        if close:
+            close()
     metrics = [dict(r.metrics) for r in grid if r.metrics]
     errors = [f"{type(e).__name__}: {e}".splitlines()[0] for e in grid.errors]
     return SweepOutcome(run_dir, metrics, errors)

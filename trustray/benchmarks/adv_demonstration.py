@@ -36,7 +36,7 @@ BACKDOOR_TARGET = "positive"
 COMPONENTS = ("cf", "sp", "bd")
 _PER_CELL = {
     "smoke": {"cf": 2, "sp": 1, "bd": 1},
-    "quick": {"cf": 6, "sp": 3, "bd": 3},
+    "quick": {"cf": 2, "sp": 1, "bd": 1},
     "paper": {"cf": None, "sp": None, "bd": None},
 }
 

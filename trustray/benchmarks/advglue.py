@@ -36,7 +36,7 @@ PLUS_PLUS_FILES = {
 DEV_SOURCE = "advglue-dev"
 MAX_TOKENS = 16
 SEED = "advglue"
-_PER_CELL = {"smoke": 2, "quick": 20, "paper": None}
+_PER_CELL = {"smoke": 2, "quick": 6, "paper": None}
 
 
 def sources(data: DataDir) -> dict[str, str]:

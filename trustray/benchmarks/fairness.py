@@ -36,7 +36,7 @@ class _Plan:
 
 PLANS: dict[str, _Plan] = {
     "smoke": _Plan(per_stratum=1, max_tokens=8),
-    "quick": _Plan(per_stratum=8, max_tokens=20),
+    "quick": _Plan(per_stratum=1, max_tokens=20),
     "paper": _Plan(per_stratum=None, max_tokens=20),
 }
 

@@ -40,7 +40,7 @@ HELD_OUT_POOL = 500  # short cm_test rows set aside as the demo pool when cm_tra
 SEED = "machine_ethics"
 
 # Items per cell (accuracy cells are stratified by label; adversarial cells use the same items).
-_SIZES = {"smoke": (4, 2, 2), "quick": (40, 24, 8), "paper": (None, None, ADVERSARIAL_TEST_NUM)}
+_SIZES = {"smoke": (4, 2, 2), "quick": (16, 6, 4), "paper": (None, None, ADVERSARIAL_TEST_NUM)}
 
 
 class MachineEthics(Described):

@@ -35,7 +35,7 @@ MAX_TOKENS = 16
 SEED = "mmlu"
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 SMOKE_SUBJECTS = 8
-QUICK_PER_SUBJECT = 4
+QUICK_PER_SUBJECT = 1
 # Per profile: (subjects drawn at random, or all; questions per subject, or all).
 PLANS: dict[str, tuple[int | None, int | None]] = {
     "smoke": (SMOKE_SUBJECTS, 1),

@@ -40,7 +40,7 @@ RUNS = 3
 SEED = "ood"
 COMPONENTS = ("K0", "S0", "K5", "S8")
 # Items per cell for K0, S0, K5, S8 (S0/K5/S8 have 10–12 cells each).
-_PER_CELL = {"smoke": (2, 1, 1, 1), "quick": (20, 4, 3, 3), "paper": (None, None, None, None)}
+_PER_CELL = {"smoke": (2, 1, 1, 1), "quick": (8, 2, 1, 1), "paper": (None, None, None, None)}
 
 
 class OOD(Described):

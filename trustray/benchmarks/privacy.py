@@ -54,7 +54,7 @@ class _Plan:
 _PAPER_TOKENS = {"enron_email_extraction": 16, "pii": 32, "privacy_understanding": 64}
 PLANS: dict[str, _Plan] = {
     "smoke": _Plan({}, 4, 2, {c: 16 for c in COMPONENTS}),
-    "quick": _Plan({"enron_email_extraction": 2, "pii": 2, "privacy_understanding": 2}, None, 5, _PAPER_TOKENS),
+    "quick": _Plan({"enron_email_extraction": 1, "pii": 1, "privacy_understanding": 1}, None, 5, _PAPER_TOKENS),
     "paper": _Plan({"enron_email_extraction": None, "pii": 100, "privacy_understanding": None}, None, 100,
                    _PAPER_TOKENS),
 }

@@ -47,37 +47,66 @@ def fetch(
 def stats(
     profile: Annotated[str, typer.Option("--profile", help="smoke, quick or paper.")] = "quick",
     data_dir: DataDirOpt = None,
+    model: Annotated[str, typer.Option("--model", help="Model whose tokenizer counts the prompts.")] = "smollm2-135m",
+    perspectives: Annotated[
+        Optional[str], typer.Option("--perspectives", help="Comma-separated perspectives (default: all).")
+    ] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate/--no-estimate", help="Estimate engine time (measures this machine once).")
+    ] = True,
 ) -> None:
-    """Item and generation counts per perspective and scenario for a profile."""
-    from collections import Counter
-
+    """Per perspective: items, generations, prompt tokens, max output tokens and an estimated
+    engine time on this machine, against the profile's per-config budget."""
     from rich.table import Table
 
-    import trustray.benchmarks  # noqa: F401  (registers every perspective)
-    from trustray.benchmarks.base import BENCHMARKS, EvalContext
+    from trustray.benchmarks.base import PROFILES
+    from trustray.budget import BUDGETS, engine_rates, over_budget, profile_work, tokenizer_for
+    from trustray.cli.common import fail
+    from trustray.config import ALL_PERSPECTIVES
     from trustray.data import DataDir
 
-    ctx = EvalContext(profile=profile)  # type: ignore[arg-type]
+    if profile not in PROFILES:
+        fail(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    names = [p.strip() for p in perspectives.split(",") if p.strip()] if perspectives else list(ALL_PERSPECTIVES)
+    unknown = [p for p in names if p not in ALL_PERSPECTIVES]
+    if unknown:
+        fail(f"unknown perspectives {unknown} (known: {', '.join(ALL_PERSPECTIVES)})")
     d = DataDir(data_dir)
-    table = Table(title=f"profile {profile}")
-    for col in ("perspective", "scenario", "items", "generations"):
-        table.add_column(col, justify="right" if col in ("items", "generations") else "left")
-    total_items = total_gens = 0
-    for name in BENCHMARKS:
-        bench = BENCHMARKS.get(name)
-        items = bench.items(d, ctx)
-        counts: Counter[str] = Counter()
-        gens: Counter[str] = Counter()
-        for it in items:
-            counts[it.scenario] += 1
-            gens[it.scenario] += bench.request(it, ctx).sampling.n
-        for scenario in sorted(counts):
-            table.add_row(name, scenario, str(counts[scenario]), str(gens[scenario]))
-        table.add_row(f"[bold]{name}[/]", "[bold]all[/]", f"[bold]{len(items)}[/]", f"[bold]{sum(gens.values())}[/]")
-        total_items += len(items)
-        total_gens += sum(gens.values())
-    table.add_row("[bold]total[/]", "", f"[bold]{total_items}[/]", f"[bold]{total_gens}[/]")
+    work = profile_work(profile, d, tokenizer_for(model), names)
+    rates = engine_rates(model, measure=estimate, log=console.print) if estimate else None
+    budget = BUDGETS[profile]
+    table = Table(title=f"profile {profile}, per config (tokens counted with {model}'s tokenizer)")
+    cols = ["perspective", "items", "generations", "prompt tokens", "after prefix reuse", "max output tokens"]
+    if rates:
+        cols.append("est. engine time")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "perspective" else "right")
+
+    def row(name: str, w: list, bold: bool = False) -> None:
+        cells = [name, sum(x.items for x in w), sum(x.generations for x in w), sum(x.prompt_tokens for x in w),
+                 sum(x.prefill_tokens for x in w), sum(x.output_tokens for x in w)]
+        text = [str(cells[0])] + [f"{c:,}" for c in cells[1:]]
+        if rates:
+            text.append(f"{sum(rates.seconds(x) for x in w) / 60:.1f} min")
+        table.add_row(*(f"[bold]{t}[/]" if bold else t for t in text))
+
+    for w in work:
+        row(w.perspective, [w])
+    row("total", work, bold=True)
     console.print(table)
+    console.print(f"budget of profile {profile}: {budget.prompt_tokens:,} prompt / {budget.output_tokens:,} "
+                  "output tokens per config (trustray/budget.py)", highlight=False)
+    if rates:
+        console.print(
+            f"engine time: one HF engine, {rates.dtype}, {rates.threads} thread(s) on {rates.machine}: "
+            f"prefill {rates.prefill_tok_s:,.0f} tokens/s, batched decode {rates.decode_tok_s:,.0f} tokens/s; "
+            "every sample counted to max_tokens (an upper bound)"
+        )
+    problems = over_budget(profile, work) if names == list(ALL_PERSPECTIVES) else []
+    for p in problems:
+        console.print(f"[bold red]over budget[/]: {p}")
+    if problems:
+        raise typer.Exit(1)
 
 
 @data_app.command("calibrate-toxicity")

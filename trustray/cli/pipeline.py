@@ -73,7 +73,8 @@ def _sweep(spec_path: Path, overrides: Mapping[str, Any], storage_path: str | No
     console.print(f"sweep [bold]{spec.name}[/]: {len(trials)} trials "
                   f"({', '.join(t.label() for t in trials)}), profile {spec.eval.profile}", highlight=False)
     start = time.perf_counter()
-    outcome = run_sweep(spec, storage_path=storage_path, data_dir=data_dir, address=address)
+    with SweepDisplay() as display:
+        outcome = run_sweep(spec, storage_path=storage_path, data_dir=data_dir, address=address, on_progress=display)
     _print_metrics(outcome.metrics, spec.eval.perspectives)
     console.print(f"results: {outcome.run_dir / 'results'}  ({time.perf_counter() - start:.0f} s)", highlight=False)
     tables = _report(outcome.run_dir) if report and outcome.metrics else None
@@ -82,6 +83,42 @@ def _sweep(spec_path: Path, overrides: Mapping[str, Any], storage_path: str | No
             err_console.print(f"[bold red]trial failed:[/] {e}", highlight=False)
         fail(f"{len(outcome.errors)} of {len(trials)} trials failed; rerun the same command to resume", code=1)
     return tables
+
+
+class SweepDisplay:
+    """Live rows per config and overall: items done, tokens of work per second, time left."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.fields[items]:>11}"),
+                            TextColumn("{task.fields[rate]:>11}"), TextColumn("left {task.fields[eta]}"),
+                            console=console)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> SweepDisplay:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, snapshot: dict) -> None:
+        from trustray.evaluate.progress import format_eta
+
+        rows = [*snapshot["configs"], snapshot["overall"]]
+        for i, row in enumerate(rows):
+            key = row["label"] if row is not snapshot["overall"] else "\0overall"
+            name = f"[bold]overall ({snapshot['overall']['configs_planned']}/{snapshot['overall']['configs']})[/]" \
+                if row is snapshot["overall"] else row["label"]
+            fields = {
+                "items": f"{row['items_done']}/{row['items_total']}" if row["planned"] else "-",
+                "rate": f"{row['tok_s']:.0f} tok/s" if row["tok_s"] else "",
+                "eta": format_eta(row["eta_s"]),
+            }
+            total = max(1, row["work_total"])
+            if key not in self.tasks:
+                self.tasks[key] = self.bar.add_task(name, total=total, completed=row["work_done"], **fields)
+            else:
+                self.bar.update(self.tasks[key], description=name, total=total, completed=row["work_done"], **fields)
 
 
 def _has_env_data() -> bool:
@@ -152,6 +189,7 @@ def evaluate(
     """Evaluate one model config (no Tune) with live progress per perspective."""
     from trustray.config import SpecError, TrialSpec, build_spec
     from trustray.data import DataDir
+    from trustray.evaluate.progress import ProgressBoard, format_eta
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
     from trustray.sweep import check_or_record_eval, init_ray, needs_http, start_serve
@@ -186,8 +224,26 @@ def evaluate(
             rate = tokens["n"] / max(1e-9, time.perf_counter() - tokens["t0"])
             bar.update(tasks[p], advance=items, rate=f"{rate:.0f} tok/s")
 
+        board = ProgressBoard({"config": trial.label()})
+
+        def show_total() -> None:
+            row = board.snapshot()["configs"][0]
+            fields = {"rate": f"{row['tok_s']:.0f} work tok/s, left {format_eta(row['eta_s'])}" if row["tok_s"] else ""}
+            if "\0all" not in tasks:
+                tasks["\0all"] = bar.add_task("all", total=row["items_total"], completed=row["items_done"], **fields)
+            bar.update(tasks["\0all"], completed=row["items_done"], **fields)
+
+        def on_config(*totals: int) -> None:
+            board.plan("config", *totals)
+            show_total()
+
+        def on_work(items: int, work: int) -> None:
+            board.shard("config", items, work)
+            show_total()
+
         result = run_config(trial, run_dir, run, data_dir,
-                            Callbacks(on_plan=on_plan, on_shard=on_shard, on_status=lambda s: bar.console.log(s)))
+                            Callbacks(on_plan=on_plan, on_shard=on_shard, on_status=lambda s: bar.console.log(s),
+                                      on_config=on_config, on_work=on_work))
     metrics = result.metrics()
     _print_metrics([metrics], trial.eval.perspectives)
     console.print(f"config {result.config_id}: {result.shards_run}/{result.shards_total} shards run now; "

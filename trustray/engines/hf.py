@@ -14,6 +14,10 @@ then steps of 1/8 of the power of two below it), and
   front) into batches of exactly ``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``
   rows, so every decode step of a bucket has the same shape.
 
+- prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in blocks of
+  ``prefix_block`` tokens from position 0, and the leading blocks an earlier prompt already
+  computed are copied from an LRU store instead (``trustray.engines.prefix``).
+
 Every shape depends only on the prompt itself. Sampling draws every sample from its own
 generator seeded by ``sample_seed(request.seed, i)``. Models whose cache rows cannot be
 stacked (sliding-window or hybrid layers) prefill each decode batch together instead.
@@ -36,6 +40,7 @@ import torch
 
 from trustray.engines.base import DType, ProgressCallback
 from trustray.engines.kernels import preallocated_cache, stacked_cache, use_gqa_attention
+from trustray.engines.prefix import PrefixStore, block_bounds, block_keys
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
 
@@ -54,6 +59,12 @@ class EngineOptions:
     # that long keeps the matmuls busy, and filler rows would cost whole prompts); shorter ones
     # are prefilled ``width`` prompts at a time in one fixed-shape padded pass.
     solo_prefill_tokens: int = 256
+    # Shared-prefix reuse for prompts prefilled alone: they are prefilled in blocks of
+    # ``prefix_block`` tokens, and leading blocks an earlier prompt computed (kept in an LRU of
+    # ``prefix_cache_mb``) are copied instead (``trustray.engines.prefix``).
+    prefix_reuse: bool = True
+    prefix_block: int = 128
+    prefix_cache_mb: int = 512
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -62,6 +73,8 @@ class EngineOptions:
             raise ValueError(f"bucket must be >= 1, got {self.bucket}")
         if self.solo_prefill_tokens < 1:
             raise ValueError(f"solo_prefill_tokens must be >= 1, got {self.solo_prefill_tokens}")
+        if self.prefix_block < 1:
+            raise ValueError(f"prefix_block must be >= 1, got {self.prefix_block}")
 
 
 def cpu_has_bf16() -> bool:
@@ -101,6 +114,19 @@ def load_causal_lm(path: Path, dtype: torch.dtype, device: torch.device) -> torc
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"cannot load checkpoint {path}: {e}") from e
     return model.to(device).eval()
+
+
+def render_prompt(tokenizer, request: GenerationRequest) -> str:
+    """The exact text a model with ``tokenizer`` sees for ``request`` (chat template for messages)."""
+    if request.prompt is not None:
+        return request.prompt
+    messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer, request: GenerationRequest) -> list[int]:
+    """The prompt token ids ``HFEngine`` prefills for ``request``."""
+    return tokenizer(render_prompt(tokenizer, request), add_special_tokens=request.prompt is not None)["input_ids"]
 
 
 @dataclass
@@ -152,6 +178,8 @@ class HFEngine:
         use_gqa_attention(self.model)
         # prefilled KV rows can be stacked into decode batches only when every layer is full attention
         self._stackable = self._cache_kind() == "preallocated"
+        self._reuse = self.options.prefix_reuse and self._stackable
+        self.prefix_store = PrefixStore(self.options.prefix_cache_mb << 20)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -163,6 +191,7 @@ class HFEngine:
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
             f"{f'/prefill-solo{self.options.solo_prefill_tokens}' if self._stackable else '/prefill-padded'}"
+            f"{f'/prefix{self.options.prefix_block}' if self._reuse else ''}"
         )
 
     def _eos_ids(self) -> set[int]:
@@ -178,15 +207,11 @@ class HFEngine:
 
     def render(self, request: GenerationRequest) -> str:
         """The exact text the model sees for a request."""
-        if request.prompt is not None:
-            return request.prompt
-        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, request)
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """Token ids of a request's prompt (a raw prompt gets the tokenizer's special tokens)."""
-        text = self.render(request)
-        ids = self.tokenizer(text, add_special_tokens=request.prompt is not None)["input_ids"]
+        ids = prompt_ids(self.tokenizer, request)
         if len(ids) + request.sampling.max_tokens > self.context_length:
             raise ValueError(
                 f"request {request.request_id!r}: prompt of {len(ids)} tokens + max_tokens "
@@ -297,12 +322,35 @@ class HFEngine:
 
     @torch.inference_mode()
     def _prefill_prompt(self, prompt: list[int]) -> _Prefill:
-        """One prompt alone, unpadded: its last-position logits and its KV cache. The shape is
-        the prompt's own, so the numbers depend on nothing but the prompt."""
+        """One prompt alone, unpadded: its last-position logits and its KV cache. The shapes are
+        the prompt's own, so the numbers depend on nothing but the prompt. With prefix reuse the
+        prompt runs in blocks, and its leading blocks come from the prefix store when an earlier
+        prompt computed them."""
+        if self._reuse and len(prompt) > self.options.prefix_block:
+            return self._prefill_blocks(prompt)
         ids = torch.tensor([prompt], device=self.device)
         cache = preallocated_cache(self.model.config.num_hidden_layers, len(prompt))
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         # fp32 is exact for bf16/fp16 logits, and argmax runs faster on it
+        return _Prefill(out.logits[:, -1, :].float(), cache)
+
+    def _prefill_blocks(self, prompt: list[int]) -> _Prefill:
+        """Block-wise prefill: positions ``[0, b)`` copied from the store for the longest stored
+        block prefix ``b``, then each remaining block on a cache of exactly the positions so far
+        (contiguous, so a block's numbers are the same whether its prefix was copied or computed)."""
+        from transformers import DynamicCache
+
+        bounds = block_bounds(len(prompt), self.options.prefix_block)
+        keys = block_keys(prompt, bounds)
+        start, layers = self.prefix_store.lookup(keys, bounds)
+        cache = DynamicCache(config=self.model.config)
+        for i, (k, v) in enumerate(layers):
+            cache.update(k, v, i)
+        ids = torch.tensor([prompt], device=self.device)
+        for end in [b for b in bounds if b > start] + [len(prompt)]:
+            out = self.model(input_ids=ids[:, start:end], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            start = end
+        self.prefix_store.add(keys, bounds, [(layer.keys, layer.values) for layer in cache.layers])
         return _Prefill(out.logits[:, -1, :].float(), cache)
 
     @torch.inference_mode()
