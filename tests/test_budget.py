@@ -22,7 +22,7 @@ def test_every_profile_has_a_budget():
     assert BUDGETS["quick"].prompt_tokens <= 200_000
 
 
-@pytest.mark.parametrize("profile", [p if p != "paper" else pytest.param(p, marks=pytest.mark.slow) for p in PROFILES])
+@pytest.mark.parametrize("profile", [p if p != "paper" else pytest.param(p, marks=[pytest.mark.slow, pytest.mark.heavy]) for p in PROFILES])
 def test_profile_sums_fit_the_budget(profile, data_dir, tokenizer):
     work = profile_work(profile, data_dir, tokenizer)
     assert [w.perspective for w in work] == list(ALL_PERSPECTIVES)
