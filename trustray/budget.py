@@ -44,8 +44,6 @@ BUDGETS: dict[str, Budget] = {
     "paper": Budget(prompt_tokens=45_000_000, output_tokens=55_000_000),
 }
 
-PREFIX_BLOCK = 128  # HFEngine's default prefix_block
-SOLO_MIN_TOKENS = 224  # longer prompts fall in a bucket of >= 256 tokens: prefilled alone (default options)
 
 
 @dataclass(frozen=True)
@@ -69,23 +67,23 @@ def tokenizer_for(model: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_model(model).path, clean_up_tokenization_spaces=False)
 
 
-def perspective_work(name: str, data: Any, ctx: Any, tokenizer: Any, block: int = PREFIX_BLOCK) -> PerspectiveWork:
+def perspective_work(name: str, data: Any, ctx: Any, tokenizer: Any) -> PerspectiveWork:
     """Count the items, samples and tokens of one perspective's rendered requests."""
     from trustray.benchmarks import BENCHMARKS
-    from trustray.engines.hf import prompt_ids
+    from trustray.engines.hf import EngineOptions, prompt_ids
     from trustray.engines.prefix import block_bounds, block_keys
 
     bench = BENCHMARKS.get(name)
     items = bench.items(data, ctx)
+    options = EngineOptions()  # the sweep engine's defaults
     seen: set[bytes] = set()
     gens = prompt = prefill = output = 0
     for item in items:
         req = bench.request(item, ctx)
         ids = prompt_ids(tokenizer, req)
-        bounds = block_bounds(len(ids), block)
+        bounds = block_bounds(len(ids), options.prefix_block)
         keys = block_keys(ids, bounds)
-        # the engine reuses prefixes of prompts it prefills alone (bucket of 256 tokens or more)
-        solo = len(ids) > SOLO_MIN_TOKENS
+        solo = options.prefills_alone(len(ids))  # the engine reuses prefixes of prompts prefilled alone
         reused = max((b for b, k in zip(bounds, keys) if k in seen), default=0) if solo else 0
         if solo:
             seen.update(keys)

@@ -76,6 +76,18 @@ class EngineOptions:
         if self.prefix_block < 1:
             raise ValueError(f"prefix_block must be >= 1, got {self.prefix_block}")
 
+    def bucket_length(self, n: int) -> int:
+        """The padded length of an ``n``-token prompt's bucket (multiples of ``bucket`` up to 256,
+        then steps of 1/8 of the power of two below ``n``)."""
+        step = self.bucket
+        if n > 256:
+            step = max(step, 2 ** (n.bit_length() - 1) // 8)
+        return max(step, math.ceil(n / step) * step)
+
+    def prefills_alone(self, n: int) -> bool:
+        """Whether an ``n``-token prompt is prefilled alone (the path that reuses shared prefixes)."""
+        return self.bucket_length(n) >= self.solo_prefill_tokens
+
 
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 matmuls (AMX or AVX512-BF16)."""
@@ -275,10 +287,7 @@ class HFEngine:
         ]
 
     def _bucket(self, n: int) -> int:
-        step = self.options.bucket
-        if n > 256:
-            step = max(step, 2 ** (n.bit_length() - 1) // 8)
-        return max(step, math.ceil(n / step) * step)
+        return self.options.bucket_length(n)
 
     def width(self, length: int) -> int:
         """Rows per forward pass for prompts of bucket ``length`` (fixed per length)."""
