@@ -56,7 +56,7 @@ def vllm_rates(model: str, sizes: list[int], new_tokens: int, cpus: float) -> di
     import ray
     from ray import serve
 
-    from trustray.serve import ServingOptions, deploy_model_app, model_handle
+    from trustray.serve import ServeApp, ServingOptions, deploy_model_app, model_handle
     from trustray.sweep import start_serve
 
     ray.init(address="local", num_cpus=max(1, int(cpus + 0.999)), include_dashboard=False, log_to_driver=False)
@@ -64,7 +64,7 @@ def vllm_rates(model: str, sizes: list[int], new_tokens: int, cpus: float) -> di
     try:
         start_serve(http=True)
         t0 = time.perf_counter()
-        info = deploy_model_app(model, app_name="bench", route_prefix="/bench", backend="vllm", num_cpus=cpus,
+        info = deploy_model_app(model, app=ServeApp("bench", "/bench"), backend="vllm", num_cpus=cpus,
                                 serving=ServingOptions())
         print(f"vLLM app ({info.version}) deployed in {time.perf_counter() - t0:.0f} s")
         handle = model_handle("bench")

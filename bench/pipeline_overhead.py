@@ -139,10 +139,10 @@ def _timed_on_fresh_app(model: str, reqs: list, cpus: float, prefix_caching: boo
 
     from ray import serve
 
-    from trustray.serve import ServingOptions, deploy_model_app, model_handle
+    from trustray.serve import ServeApp, ServingOptions, deploy_model_app, model_handle
     from trustray.serve.vllm_serving import VLLMOptions
 
-    deploy_model_app(model, app_name=app, route_prefix=f"/{app}", backend="vllm", num_cpus=cpus,
+    deploy_model_app(model, app=ServeApp(app, f"/{app}"), backend="vllm", num_cpus=cpus,
                      serving=ServingOptions(), vllm=VLLMOptions(enable_prefix_caching=prefix_caching))
     try:
         handle = model_handle(app)

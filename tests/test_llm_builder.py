@@ -10,6 +10,7 @@ import pytest
 from trustray.serve.llm_builder import (
     COMPRESS_PYTHON_ENV,
     AutoscalingSpec,
+    VLLMReplica,
     VLLMUnavailableError,
     build_vllm_app,
     compress_python,
@@ -28,14 +29,22 @@ def _ray_llm_config():
     return LLMConfig
 
 
+_REPLICA_FIELDS = ("accelerator", "accelerator_type", "tensor_parallel_size", "num_cpus")
+
+
+def _config(path, name, **kwargs):
+    """``vllm_llm_config_dict`` with the replica's fields given flat, as the cases below list them."""
+    replica = {k: kwargs.pop(k) for k in _REPLICA_FIELDS if k in kwargs}
+    return vllm_llm_config_dict(path, name=name, replica=VLLMReplica(**replica), **kwargs)
+
+
 def test_config_dict_fields(tmp_path):
     ckpt = tmp_path / "gptq-w4"
     ckpt.mkdir()
     cfg = vllm_llm_config_dict(
         ckpt,
         name="cfg-1a2b3c",
-        accelerator_type="A10G",
-        tensor_parallel_size=2,
+        replica=VLLMReplica(accelerator_type="A10G", tensor_parallel_size=2),
         max_model_len=4096,
         engine_kwargs={"gpu_memory_utilization": 0.85, "dtype": "float16"},
         autoscaling={"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 48},
@@ -75,7 +84,7 @@ def test_remote_checkpoint_becomes_a_bucket_mirror():
 )
 def test_dict_is_accepted_by_ray_llm_config(tmp_path, kwargs):
     LLMConfig = _ray_llm_config()
-    parsed = LLMConfig.model_validate(vllm_llm_config_dict(tmp_path, name="m", **kwargs))
+    parsed = LLMConfig.model_validate(_config(tmp_path, "m", **kwargs))
     assert parsed.model_id == "m"
     autoscaling = parsed.deployment_config["autoscaling_config"]
     assert autoscaling["target_ongoing_requests"] > 0
@@ -109,7 +118,7 @@ def test_ray_llm_config_rejects_a_broken_dict(tmp_path):
 )
 def test_bad_arguments_fail_clearly(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        vllm_llm_config_dict(tmp_path, name="m", **kwargs)
+        _config(tmp_path, "m", **kwargs)
 
 
 def test_empty_name_rejected(tmp_path):
@@ -137,7 +146,7 @@ def test_build_without_vllm_names_the_install(tmp_path):
 
 def test_build_validates_before_importing_vllm(tmp_path):
     with pytest.raises(ValueError, match="tensor_parallel_size"):
-        build_vllm_app(tmp_path, name="m", tensor_parallel_size=0)
+        build_vllm_app(tmp_path, name="m", replica=VLLMReplica(tensor_parallel_size=0))
 
 
 @pytest.mark.slow
@@ -151,9 +160,10 @@ def test_build_openai_app_with_vllm(tmp_path):
     code = (
         "import sys\n"
         "from ray.serve import Application\n"
-        "from trustray.serve.llm_builder import build_vllm_app\n"
-        "gpu = build_vllm_app(sys.argv[1], name='m', accelerator_type='L4', max_model_len=2048)\n"
-        "cpu = build_vllm_app(sys.argv[1], name='m', accelerator='cpu', num_cpus=1, max_model_len=2048)\n"
+        "from trustray.serve.llm_builder import VLLMReplica, build_vllm_app\n"
+        "gpu = build_vllm_app(sys.argv[1], name='m', replica=VLLMReplica(accelerator_type='L4'), max_model_len=2048)\n"
+        "cpu = build_vllm_app(sys.argv[1], name='m', replica=VLLMReplica(accelerator='cpu', num_cpus=1),\n"
+        "                     max_model_len=2048)\n"
         "assert isinstance(gpu, Application) and isinstance(cpu, Application)\n"
         "print('ok')\n"
     )

@@ -559,8 +559,9 @@ def test_vllm_backend_builds_an_openai_app(tiny_checkpoint):
         "import sys\n"
         "from ray.serve import Application\n"
         "from trustray.serve import build_model_app\n"
+        "from trustray.serve.llm_builder import VLLMReplica\n"
         "app = build_model_app(sys.argv[1], backend='vllm', name='tiny',\n"
-        "                      vllm_options={'max_model_len': 128, 'accelerator': 'cpu'})\n"
+        "                      vllm_options={'max_model_len': 128, 'replica': VLLMReplica(accelerator='cpu')})\n"
         "assert isinstance(app, Application)\n"
         "print('ok')\n"
     )

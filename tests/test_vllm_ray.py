@@ -203,7 +203,7 @@ def test_perplexity_under_vllm_is_within_one_percent_of_hf(tmp_path, method):
     from trustray.engines.hf import load_causal_lm
     from trustray.models import resolve_model
     from trustray.serve.vllm_serving import cpu_has_avx512
-    from trustray.utility import perplexity, perplexity_openai
+    from trustray.utility import OpenAIEndpoint, perplexity, perplexity_openai
 
     data = DataDir(SHARED_DATA)
     ckpt = _gptq_w4_checkpoint() if method == "gptq-w4" else resolve_model("smollm2-135m").path
@@ -220,7 +220,7 @@ def test_perplexity_under_vllm_is_within_one_percent_of_hf(tmp_path, method):
     tok = AutoTokenizer.from_pretrained(ckpt)
     hf = perplexity(load_causal_lm(ckpt, torch.float32, torch.device("cpu")), tok, data=data, profile="smoke")
     with _cli_serve_vllm(tmp_path, *args) as url:
-        vl = perplexity_openai(url, method, tok, data=data, profile="smoke")
+        vl = perplexity_openai(OpenAIEndpoint(url, method), tok, data=data, profile="smoke")
     assert (vl.n_tokens, vl.n_windows) == (hf.n_tokens, hf.n_windows)
     assert abs(vl.perplexity / hf.perplexity - 1) < 0.01, (vl.perplexity, hf.perplexity)
 

@@ -220,7 +220,7 @@ def run_config(
     from trustray.compress import compress
     from trustray.serve.builder import resolve_backend
     from trustray.evaluate.actor import EvaluatorActor
-    from trustray.serve import ServingOptions, deploy_model_app, model_handle
+    from trustray.serve import ServeApp, ServingOptions, deploy_model_app, model_handle
 
     start = time.perf_counter()
     data = DataDir(data_dir)
@@ -261,13 +261,13 @@ def run_config(
         _status(progress, f"deploying {label} as Serve app {config_id}")
         if backend == "vllm":
             info = deploy_model_app(
-                compressed.path, app_name=config_id, route_prefix=f"/{config_id}", backend="vllm", name=config_id,
+                compressed.path, app=ServeApp(config_id, f"/{config_id}", config_id), backend="vllm",
                 num_cpus=res.model_cpus, dtype=eng.dtype, vllm=eng.vllm,
                 serving=ServingOptions(num_replicas=res.model_replicas, num_gpus=res.model_gpus),
             )
         else:
             info = deploy_model_app(
-                compressed.path, app_name=config_id, route_prefix=f"/{config_id}", backend=backend, name=config_id,
+                compressed.path, app=ServeApp(config_id, f"/{config_id}", config_id), backend=backend,
                 engine_options=engine_options(eng),
                 num_cpus=res.model_cpus,
                 serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas,

@@ -66,7 +66,7 @@ def serve_command(
     """Serve MODEL on /v1/completions and /v1/chat/completions until Ctrl-C."""
     from trustray.engines.hf import EngineOptions
     from trustray.models import resolve_model
-    from trustray.serve.builder import ServingOptions, deploy_model_app, resolve_backend
+    from trustray.serve.builder import ServeApp, ServingOptions, deploy_model_app, resolve_backend
     from trustray.serve.openai_api import token_digest
     from trustray.serve.vllm_serving import VLLMCheckpointError, VLLMOptions
 
@@ -109,16 +109,15 @@ def serve_command(
             serve.start(http_options={"host": host, "port": port})
             if concrete == "vllm":
                 deploy_model_app(
-                    resolved, app_name="trustray", route_prefix="/", backend="vllm", name=model_id,
+                    resolved, app=ServeApp("trustray", "/", model_id), backend="vllm",
                     num_cpus=cpus, dtype=dtype, serving=ServingOptions(num_gpus=num_gpus),
                     vllm=VLLMOptions(kv_cache_gib=kv_cache_gib, max_model_len=max_model_len),
                 )
             else:
                 deploy_model_app(
-                    resolved, app_name="trustray", route_prefix="/", backend="hf", name=model_id,
-                    engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
+                    resolved, app=ServeApp("trustray", "/", model_id, token_digest(token) if token else None),
+                    backend="hf", engine_options=EngineOptions(dtype=dtype, batch_size=batch_size),  # type: ignore[arg-type]
                     num_cpus=cpus, serving=ServingOptions(num_gpus=num_gpus),
-                    token_sha256=token_digest(token) if token else None,
                 )
         except VLLMCheckpointError as e:
             ray.shutdown()

@@ -18,6 +18,7 @@ __all__ = [
     "ModelServer",
     "OpenAIError",
     "OpenAIHTTPHandle",
+    "ServeApp",
     "ServingOptions",
     "build_model_app",
     "deploy_model_app",
@@ -27,6 +28,7 @@ __all__ = [
 
 _HOMES = {
     "BACKENDS": "builder",
+    "ServeApp": "builder",
     "ServingOptions": "builder",
     "build_model_app": "builder",
     "deploy_model_app": "builder",

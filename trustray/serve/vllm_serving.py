@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trustray.serve.llm_builder import Accelerator, AutoscalingSpec, vllm_app_args, vllm_llm_config_dict
+from trustray.serve.llm_builder import Accelerator, AutoscalingSpec, VLLMReplica, vllm_app_args, vllm_llm_config_dict
 
 #: Environment variable naming the Python of the vLLM virtualenv.
 VLLM_PYTHON_ENV = "TRUSTRAY_VLLM_PYTHON"
@@ -238,8 +238,8 @@ def plan_vllm_serving(
     config = vllm_llm_config_dict(
         checkpoint,
         name=name,
-        accelerator_type=opts.accelerator_type,
-        tensor_parallel_size=int(gpus) if gpus else 1,
+        replica=VLLMReplica(accelerator=accelerator, accelerator_type=opts.accelerator_type,
+                            tensor_parallel_size=int(gpus) if gpus else 1, num_cpus=num_cpus),
         max_model_len=opts.max_model_len,
         engine_kwargs=engine_kwargs,
         autoscaling=AutoscalingSpec(
@@ -247,8 +247,6 @@ def plan_vllm_serving(
             target_ongoing_requests=min(64.0, float(srv.max_ongoing_requests)),
             max_ongoing_requests=srv.max_ongoing_requests,
         ),
-        accelerator=accelerator,
-        num_cpus=num_cpus,
         runtime_env=runtime_env,
     )
     return VLLMServingPlan(vllm_app_args(config, runtime_env=runtime_env), accelerator, runtime_env, env)

@@ -148,9 +148,19 @@ def perplexity(
     return _strided(ids, window, stride, max_windows, profile, dataset, window_nll)
 
 
+@dataclass(frozen=True)
+class OpenAIEndpoint:
+    """An OpenAI-compatible server: its base URL, the model id to ask for, the bearer token
+    (if it requires one) and the per-request timeout."""
+
+    base_url: str
+    model_id: str
+    token: str | None = None
+    timeout_s: float = 600.0
+
+
 def perplexity_openai(
-    base_url: str,
-    model_id: str,
+    endpoint: OpenAIEndpoint,
     tokenizer: Any,
     *,
     data: DataDir | None = None,
@@ -158,11 +168,9 @@ def perplexity_openai(
     window: int = WINDOW,
     stride: int = STRIDE,
     text: str | None = None,
-    token: str | None = None,
-    timeout_s: float = 600.0,
 ) -> PerplexityResult:
-    """The same strided-window perplexity, scored by an OpenAI-compatible server that returns
-    prompt log-probabilities (vLLM's ``prompt_logprobs`` on ``/v1/completions``).
+    """The same strided-window perplexity, scored by the OpenAI-compatible server at ``endpoint``
+    that returns prompt log-probabilities (vLLM's ``prompt_logprobs`` on ``/v1/completions``).
 
     Each window is sent as token ids with ``max_tokens=1`` and ``prompt_logprobs=0``: vLLM
     then returns, for every prompt position, the log-probability of the token actually there
@@ -172,13 +180,13 @@ def perplexity_openai(
 
     max_windows = _check_profile(profile)
     ids, dataset = _token_ids(tokenizer, data, text, max_windows, window, stride)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = base_url.rstrip("/") + "/v1/completions"
+    headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
+    url = endpoint.base_url.rstrip("/") + "/v1/completions"
 
-    with httpx.Client(timeout=timeout_s, headers=headers) as client:
+    with httpx.Client(timeout=endpoint.timeout_s, headers=headers) as client:
 
         def window_nll(chunk_ids: list[int], n_context: int) -> float:
-            body = {"model": model_id, "prompt": chunk_ids, "max_tokens": 1, "temperature": 0.0,
+            body = {"model": endpoint.model_id, "prompt": chunk_ids, "max_tokens": 1, "temperature": 0.0,
                     "prompt_logprobs": 0}
             r = client.post(url, json=body)
             if r.status_code != 200:
