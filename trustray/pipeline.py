@@ -25,6 +25,7 @@ from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, wo
 from trustray.evaluate.store import (
     foreign_schema_message, is_committed, read_config_rows, stored_schema_versions, write_table_atomic,
 )
+from trustray.rundir import RunDir
 from trustray.schema import SCHEMA_VERSION
 
 
@@ -350,7 +351,7 @@ def _engine_stats(handle: Any, replicas: int) -> dict[str, Any]:
 def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compressed: Any) -> None:
     """``configs/<id>.json``: the identity, spec and checkpoint of a config. A record that exists
     must hold the same identity: rows of two different specs never share a config directory."""
-    path = run_dir / "configs" / f"{config_id}.json"
+    path = RunDir(run_dir).config_record(config_id)
     ident = config_identity(trial, compressed)
     if path.exists():
         previous = json.loads(path.read_text())
@@ -370,16 +371,12 @@ def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compre
     os.replace(tmp, path)
 
 
-def perplexity_path(run_dir: Path, config_id: str) -> Path:
-    return run_dir / "utility" / f"config={config_id}" / "perplexity.parquet"
-
-
 def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, trial: TrialSpec) -> float:
     """WikiText-2 perplexity of the config (computed once, then read back)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = perplexity_path(run_dir, config_id)
+    path = RunDir(run_dir).perplexity(config_id)
     if not path.exists():
         import torch
 

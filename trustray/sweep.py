@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from trustray.config import ResourceSpec, SpecError, SweepSpec, TrialSpec, load_sweep_spec
+from trustray.rundir import RunDir
 
 __all__ = ["SweepError", "SweepOutcome", "load_sweep_spec", "run_sweep"]
-
-TUNE_DIR = "tune"
 
 
 class SweepError(RuntimeError):
@@ -39,7 +38,7 @@ class SweepOutcome:
 
 
 def run_dir_for(spec: SweepSpec, storage_path: str | None = None) -> Path:
-    return Path(storage_path or spec.storage_path).expanduser().resolve() / spec.name
+    return RunDir.under(storage_path or spec.storage_path, spec.name).root
 
 
 def check_schema(run_dir: Path) -> None:
@@ -71,7 +70,7 @@ def _as_compared(body: dict[str, Any]) -> dict[str, Any]:
 def check_or_record_spec(run_dir: Path, spec: SweepSpec) -> None:
     """Record the spec in a new run directory; refuse to resume one made by a different spec."""
     check_schema(run_dir)
-    path = run_dir / "sweep.json"
+    path = RunDir(run_dir).sweep_record
     body = spec.model_dump(mode="json")
     body.pop("storage_path", None)
     if path.exists():
@@ -93,7 +92,7 @@ def check_or_record_eval(run_dir: Path, trial: TrialSpec) -> None:
     from trustray.schema import SCHEMA_VERSION
 
     check_schema(run_dir)
-    path = run_dir / "eval.json"
+    path = RunDir(run_dir).eval_record
     body = {**run_identity(trial.eval, trial.engine), "schema_version": SCHEMA_VERSION}
     if path.exists():
         previous = json.loads(path.read_text())
@@ -287,7 +286,7 @@ def run_sweep(
 
     max_concurrent = spec.resources.max_concurrent_trials or max(1, int(ray.cluster_resources().get("GPU", 0)))
     trainable = tune.with_resources(_trainable, trial_resources(spec))
-    tune_path = run_dir / TUNE_DIR
+    tune_path = RunDir(run_dir).tune
     if tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(str(tune_path), trainable, restart_errored=True)
     else:
@@ -301,8 +300,8 @@ def run_sweep(
             },
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(
-                name=TUNE_DIR,
-                storage_path=str(run_dir),
+                name=tune_path.name,
+                storage_path=str(tune_path.parent),
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 verbose=1,
             ),

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from trustray.cli.common import console, err_console, fail
 from trustray.compress.spec import METHOD_NAMES
+from trustray.rundir import RunDir
 
 Profile = Annotated[str | None, typer.Option("--profile", help="smoke, quick or paper (overrides the spec).")]
 Perspectives = Annotated[str | None, typer.Option("--perspectives", help="Comma-separated perspectives.")]
@@ -76,7 +77,7 @@ def _sweep(spec_path: Path, overrides: Mapping[str, Any], storage_path: str | No
     with SweepDisplay() as display:
         outcome = run_sweep(spec, storage_path=storage_path, data_dir=data_dir, address=address, on_progress=display)
     _print_metrics(outcome.metrics, spec.eval.perspectives)
-    console.print(f"results: {outcome.run_dir / 'results'}  ({time.perf_counter() - start:.0f} s)", highlight=False)
+    console.print(f"results: {RunDir(outcome.run_dir).results}  ({time.perf_counter() - start:.0f} s)", highlight=False)
     tables = _report(outcome.run_dir) if report and outcome.metrics else None
     if not outcome.ok:
         for e in outcome.errors:
@@ -207,7 +208,7 @@ def evaluate(
         raise  # unreachable
     DataDir(data_dir).verify_present()
     resolve_model(trial.model.name)  # fail fast on an unknown model, before Ray starts
-    run_dir = Path(storage_path).expanduser().resolve() / run
+    run_dir = RunDir.under(storage_path, run).root
     check_or_record_eval(run_dir, trial)  # before Ray starts: a clash costs nothing
     init_ray(address)
     start_serve(http=needs_http([trial]))
@@ -247,7 +248,7 @@ def evaluate(
     metrics = result.metrics()
     _print_metrics([metrics], trial.eval.perspectives)
     console.print(f"config {result.config_id}: {result.shards_run}/{result.shards_total} shards run now; "
-                  f"results in {run_dir / 'results'}", highlight=False)
+                  f"results in {RunDir(run_dir).results}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trustray.benchmarks.base import Benchmark, EvalContext, Item
+from trustray.rundir import RunDir
 
 PLAN_VERSION = 2
-PLAN_FILE = "_plan.json"  # "_" and "." files are invisible to Parquet dataset readers
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,12 @@ class PlanMismatch(ValueError):
     """A recorded plan was cut over another item list than the one planned now."""
 
 
-def plan_path(run_dir: Path, config_id: str, perspective: str) -> Path:
-    from trustray.evaluate.store import results_dir
-
-    return results_dir(run_dir) / f"config={config_id}" / f"perspective={perspective}" / PLAN_FILE
+def plan_path(run_dir: Path | RunDir, config_id: str, perspective: str) -> Path:
+    return RunDir(run_dir).plan(config_id, perspective)
 
 
 def resolve_plan(
-    run_dir: Path | None,
+    run_dir: Path | RunDir | None,
     config_id: str,
     perspective: str,
     items: Sequence[Item],
@@ -132,7 +130,7 @@ def resolve_plan(
                 "target": shard_generations if version == 1 else shard_tokens,
                 "shards": [[s.start, s.stop, s.work] for s in shards]}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{PLAN_FILE}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(path)
     return shards, version

@@ -19,15 +19,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from trustray.evaluate.plan import Shard
+from trustray.rundir import RunDir
 from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 
 
-def results_dir(run_dir: Path) -> Path:
-    return run_dir / "results"
-
-
-def shard_path(run_dir: Path, shard: Shard) -> Path:
-    return results_dir(run_dir) / f"config={shard.config_id}" / f"perspective={shard.perspective}" / f"{shard.name}.parquet"
+def shard_path(run_dir: Path | RunDir, shard: Shard) -> Path:
+    return RunDir(run_dir).shard(shard.config_id, shard.perspective, shard.name)
 
 
 def is_committed(run_dir: Path, shard: Shard) -> bool:
@@ -61,11 +58,10 @@ def write_shard(run_dir: Path, shard: Shard, rows: Sequence[dict[str, Any]]) -> 
 
 def read_config_rows(run_dir: Path, config_id: str, perspectives: Sequence[str] | None = None) -> pa.Table:
     """Every committed row of one config (optionally only some perspectives)."""
-    base = results_dir(run_dir) / f"config={config_id}"
-    files = sorted(
-        str(p) for p in base.glob("perspective=*/shard-*.parquet")
-        if perspectives is None or p.parent.name.removeprefix("perspective=") in perspectives
-    )
+    files = [
+        str(p) for p in RunDir(run_dir).shard_files(config_id)
+        if perspectives is None or RunDir.perspective_of(p) in perspectives
+    ]
     if not files:
         return RESULT_SCHEMA.empty_table()
     return ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table()
@@ -74,8 +70,9 @@ def read_config_rows(run_dir: Path, config_id: str, perspectives: Sequence[str] 
 def stored_schema_versions(run_dir: Path) -> set[int]:
     """Schema versions of a run's committed shards (one shard read per config directory)."""
     versions: set[int] = set()
-    for config_dir in sorted(results_dir(run_dir).glob("config=*")):
-        shard = next(iter(sorted(config_dir.glob("perspective=*/shard-*.parquet"))), None)
+    run = RunDir(run_dir)
+    for config_id in run.result_config_ids():
+        shard = next(iter(run.shard_files(config_id)), None)
         if shard is None:
             continue
         meta = pq.read_schema(shard).metadata or {}
@@ -97,8 +94,7 @@ def foreign_schema_message(run_dir: Path, versions: set[int]) -> str | None:
 
 def committed_engines(run_dir: Path, config_id: str) -> set[tuple[str, str]]:
     """The distinct ``(engine_name, engine_version)`` of one config's committed rows."""
-    base = results_dir(run_dir) / f"config={config_id}"
-    files = sorted(str(p) for p in base.glob("perspective=*/shard-*.parquet"))
+    files = [str(p) for p in RunDir(run_dir).shard_files(config_id)]
     if not files:
         return set()
     table = ds.dataset(files, schema=RESULT_SCHEMA, format="parquet").to_table(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from trustray.report import plots
@@ -12,17 +11,9 @@ from trustray.report.scores import BenchmarkLookup, registered_benchmarks
 from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec
 from trustray.report.store import read_perplexity, read_results
 from trustray.report.summary import Tables, build_tables
+from trustray.rundir import ReportFiles, RunDir
 
-
-@dataclass(frozen=True)
-class ReportFiles:
-    out_dir: Path
-    summary_parquet: Path
-    summary_csv: Path
-    summary_md: Path
-    html: Path
-    paired_csv: Path
-    seed_variance_csv: Path
+__all__ = ["ReportFiles", "write_report"]
 
 
 def write_report(
@@ -36,19 +27,14 @@ def write_report(
 
     ``out_dir`` defaults to ``<run_dir>/report``; ``benchmarks`` to the project's registry.
     """
-    run = Path(run_dir)
+    run = RunDir(run_dir).root
     results = read_results(run)
     tables = build_tables(
         results, benchmarks if benchmarks is not None else registered_benchmarks(),
         perplexity=read_perplexity(run), baseline=baseline, spec=spec,
     )
-    out = Path(out_dir) if out_dir is not None else run / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(
-        out_dir=out, summary_parquet=out / "summary.parquet", summary_csv=out / "summary.csv",
-        summary_md=out / "summary.md", html=out / "report.html", paired_csv=out / "paired.csv",
-        seed_variance_csv=out / "seed_variance.csv",
-    )
+    files = RunDir(run).report_files(out_dir)
+    files.out_dir.mkdir(parents=True, exist_ok=True)
     name = run.resolve().name
     tables.summary.to_parquet(files.summary_parquet, index=False)
     tables.summary.to_csv(files.summary_csv, index=False)

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from trustray.evaluate.store import foreign_schema_message, stored_schema_versions
+from trustray.rundir import RunDir
 from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
 
-SHARD_GLOB = "config=*/perspective=*/shard-*.parquet"
-PERPLEXITY_GLOB = "config=*/perplexity.parquet"
 ROW_KEY = ["config_id", "perspective", "item_id", "generation_index"]
 #: ``engine_name`` of rows from the simulated engine (``trustray.engines.simulated``).
 SIMULATED_ENGINE = "simulated"
@@ -20,11 +19,6 @@ SIMULATED_ENGINE = "simulated"
 
 class ReportError(ValueError):
     """A run directory that cannot be reported on; the message says what is wrong."""
-
-
-def shard_files(run_dir: Path) -> list[Path]:
-    """Committed result shards of a run. Dot-prefixed temp files never match the glob."""
-    return sorted((run_dir / "results").glob(SHARD_GLOB))
 
 
 def read_results(run_dir: str | Path) -> pd.DataFrame:
@@ -37,10 +31,10 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
     run = Path(run_dir)
     if not run.is_dir():
         raise ReportError(f"run directory {run} does not exist")
-    files = shard_files(run)
+    files = RunDir(run).shard_files()
     if not files:
         raise ReportError(
-            f"no results in {run}: expected {run / 'results'}/config=<id>/perspective=<p>/shard-<k>.parquet"
+            f"no results in {run}: expected {RunDir(run).shard('<id>', '<p>', 'shard-<k>')}"
         )
     problem = foreign_schema_message(run, stored_schema_versions(run))
     if problem:
@@ -71,7 +65,7 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
 
 def read_perplexity(run_dir: str | Path) -> pd.DataFrame:
     """Per-config WikiText-2 perplexity (``config_id, perplexity, tokens``); empty when absent."""
-    files = sorted((Path(run_dir) / "utility").glob(PERPLEXITY_GLOB))
+    files = RunDir(run_dir).perplexity_files()
     cols = ["config_id", "perplexity", "tokens"]
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ["object", "float64", "Int64"])})
