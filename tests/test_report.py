@@ -16,6 +16,7 @@ from test_report_fixtures import config, row, write_perplexity, write_run
 from typer.testing import CliRunner
 
 from trustray.benchmarks.base import PerspectiveScore
+from trustray.metrics import MetricId
 from trustray.registry import Registry
 from trustray.report import BootstrapSpec, ReportError, build_tables, read_results, write_report
 from trustray.report.perspectives import ordered
@@ -184,6 +185,15 @@ def test_paired_deltas_flips_and_mcnemar(known):
     assert len(paired) == 2 * len(ALL)
 
 
+def test_long_scores_hold_every_block_score(known):
+    _, _, _, files, tables, _ = known
+    long = pd.read_parquet(files.scores_long)
+    scores = long[long["metric"] == "score"].set_index(["config_id", "perspective"])["value"]
+    wide = tables.scores.set_index(["config_id", "perspective"])["score"]
+    assert len(long) == 3 * len(wide)  # score, refusal and unparsed rates; no components on item means
+    assert np.allclose(scores.loc[wide.index].to_numpy(), wide.to_numpy(), equal_nan=True)
+
+
 def test_outputs_agree_and_markdown(known):
     _, _, run, files, _, csv = known
     pq = pd.read_parquet(files.summary_parquet).set_index("setting")
@@ -211,7 +221,8 @@ class _WeightedBench:
     def aggregate(self, rows, ctx):
         hits = [r.item.meta["w"] * r.parsed.extra["x"] * (r.parsed.label == r.item.gold) for r in rows]
         return PerspectiveScore(self.name, score=100 * sum(hits) / len(hits), refusal_rate=12.5,
-                                notes=[f"profile {ctx.profile}"], n_items=len(rows))
+                                notes=[f"profile {ctx.profile}"], n_items=len(rows),
+                                components={"acc/x": 50.0, "hits": float(sum(hits))})
 
 
 class _BrokenBench:
@@ -243,6 +254,17 @@ def test_aggregate_path_rebuilds_rows_and_falls_back(tmp_path: Path):
     assert "profile quick" in tables.notes
     assert any("KeyError" in n for n in tables.notes)
     assert math.isnan(s["fairness_delta"])  # dense only: nothing to compare
+    long = pd.read_parquet(files.scores_long)
+    assert list(long.columns) == ["config_id", "metric_id", "perspective", "metric", "component", "value"]
+    fair = long[long["perspective"] == "fairness"].set_index("metric_id")["value"]
+    assert fair["fairness/score"] == pytest.approx(s["fairness"])
+    assert fair["fairness/refusal_rate"] == 12.5 and fair["fairness/unparsed_rate"] == 0.0
+    assert fair["fairness/score/acc/x"] == 50.0 and fair["fairness/score/hits"] == pytest.approx(sum(expect))
+    assert set(long.loc[long["perspective"] == "stereotype", "metric"]) == {"score", "refusal_rate", "unparsed_rate"}
+    for r in long.itertuples():
+        m = MetricId.parse(r.metric_id)
+        assert (m.perspective, m.metric, m.component) == (r.perspective, r.metric, None if pd.isna(r.component)
+                                                           else r.component)
 
 
 def test_explicit_baseline_and_errors(known, tmp_path: Path):

@@ -25,6 +25,7 @@ from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, wo
 from trustray.evaluate.store import (
     foreign_schema_message, is_committed, read_config_rows, stored_schema_versions, write_table_atomic,
 )
+from trustray.metrics import REFUSAL_RATE, SCORE, MetricId
 from trustray.rundir import RunDir
 from trustray.schema import SCHEMA_VERSION
 
@@ -60,8 +61,8 @@ class ConfigResult:
         """Flat metrics for ``tune.report``."""
         out: dict[str, Any] = {"config_id": self.config_id, "label": self.label, "shards_run": self.shards_run}
         for p, s in self.scores.items():
-            out[f"{p}/score"] = s["score"]
-            out[f"{p}/refusal_rate"] = s["refusal_rate"]
+            for metric in (SCORE, REFUSAL_RATE):
+                out[str(MetricId(p, metric))] = s[metric]
         if self.perplexity is not None:
             out["perplexity"] = self.perplexity
         if self.engine_stats:

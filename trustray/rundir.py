@@ -46,6 +46,7 @@ class ReportFiles:
     html: Path
     paired_csv: Path
     seed_variance_csv: Path
+    scores_long: Path
 
     @classmethod
     def under(cls, out_dir: str | os.PathLike[str]) -> ReportFiles:
@@ -54,7 +55,7 @@ class ReportFiles:
         return cls(
             out_dir=out, summary_parquet=out / "summary.parquet", summary_csv=out / "summary.csv",
             summary_md=out / "summary.md", html=out / "report.html", paired_csv=out / "paired.csv",
-            seed_variance_csv=out / "seed_variance.csv",
+            seed_variance_csv=out / "seed_variance.csv", scores_long=out / "scores_long.parquet",
         )
 
 

@@ -159,9 +159,12 @@ def print_seed_variance(tables: object) -> None:
 def _print_metrics(metrics: list[dict], perspectives: tuple[str, ...]) -> None:
     if not metrics:
         return
+    from trustray.metrics import MetricId
+
     table = Table("config", "label", *perspectives, "ppl", title="scores (0–100, higher is more trustworthy)")
+    keys = [str(MetricId(p)) for p in perspectives]
     for m in sorted(metrics, key=lambda m: m.get("label", "")):
-        cells = [f"{m[f'{p}/score']:.1f}" if f"{p}/score" in m else "-" for p in perspectives]
+        cells = [f"{m[k]:.1f}" if k in m else "-" for k in keys]
         ppl = f"{m['perplexity']:.1f}" if "perplexity" in m else "-"
         table.add_row(str(m.get("config_id")), str(m.get("label")), *cells, ppl)
     # Logs (make sweep > file, ray job logs) get the whole table instead of 80 columns of "…".

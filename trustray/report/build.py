@@ -23,7 +23,8 @@ def write_report(
     benchmarks: BenchmarkLookup | None = None,
     spec: BootstrapSpec = DEFAULT_SPEC,
 ) -> tuple[ReportFiles, Tables]:
-    """Write ``summary.{parquet,csv,md}``, ``paired.csv``, ``seed_variance.csv`` and ``report.html``.
+    """Write ``summary.{parquet,csv,md}``, ``paired.csv``, ``seed_variance.csv``, ``scores_long.parquet``
+    and ``report.html``.
 
     ``out_dir`` defaults to ``<run_dir>/report``; ``benchmarks`` to the project's registry.
     """
@@ -40,6 +41,7 @@ def write_report(
     tables.summary.to_csv(files.summary_csv, index=False)
     tables.paired.to_csv(files.paired_csv, index=False)
     tables.seed_variance.to_csv(files.seed_variance_csv, index=False)
+    tables.scores_long.to_parquet(files.scores_long, index=False)
     files.summary_md.write_text(render_markdown(tables, name), encoding="utf-8")
     s = tables.summary
     figures = {

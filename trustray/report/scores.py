@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pandas as pd
@@ -22,6 +22,7 @@ from trustray.benchmarks.base import (
     ScoredRow,
     dt_reference_of,
 )
+from trustray.metrics import BLOCK_METRICS, SCORE, MetricId
 from trustray.report.outcomes import item_outcomes
 
 AGGREGATE = "aggregate"
@@ -48,6 +49,13 @@ class Score:
     components: dict[str, float] = field(default_factory=dict)
     n_items: int = 0
     n_generations: int = 0
+    dt_reference: str = ""  # the DecodingTrust reference(s) of the rows, comma-joined
+
+    def metrics(self) -> dict[MetricId, float]:
+        """Every metric of this block by id: score, refusal and unparsed rates, the score's components."""
+        out = {MetricId(self.perspective, m): float(getattr(self, m)) for m in BLOCK_METRICS}
+        out.update({MetricId(self.perspective, SCORE, c): float(v) for c, v in self.components.items()})
+        return out
 
 
 def registered_benchmarks() -> BenchmarkLookup:
@@ -156,20 +164,45 @@ def perspective_score(rows: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd
     )
 
 
-def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> pd.DataFrame:
-    """One row per (config_id, perspective): score, refusal_rate, unparsed_rate, dt_reference,
-    source, note, n_items.
+def block_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> list[Score]:
+    """The score of every (config_id, perspective) block, in sorted order.
     ``items`` are the item outcomes of ``results``."""
-    records = []
     by_block = dict(iter(items.groupby(["config_id", "perspective"], sort=False)))
-    for key, rows in results.groupby(["config_id", "perspective"], sort=True):
-        s = perspective_score(rows, benchmarks, by_block.get(key))
-        records.append(
-            {
-                "config_id": s.config_id, "perspective": s.perspective, "score": s.score,
-                "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
-                "dt_reference": ",".join(dt_references(rows)), "source": s.source, "note": s.note,
-                "n_items": s.n_items, "n_generations": s.n_generations,
-            }
-        )
-    return pd.DataFrame.from_records(records)
+    return [
+        replace(perspective_score(rows, benchmarks, by_block.get(key)), dt_reference=",".join(dt_references(rows)))
+        for key, rows in results.groupby(["config_id", "perspective"], sort=True)
+    ]
+
+
+def scores_frame(scores: list[Score]) -> pd.DataFrame:
+    """One row per (config_id, perspective): score, refusal_rate, unparsed_rate, dt_reference,
+    source, note, n_items, n_generations."""
+    return pd.DataFrame.from_records([
+        {
+            "config_id": s.config_id, "perspective": s.perspective, "score": s.score,
+            "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
+            "dt_reference": s.dt_reference, "source": s.source, "note": s.note,
+            "n_items": s.n_items, "n_generations": s.n_generations,
+        }
+        for s in scores
+    ])
+
+
+LONG_COLUMNS = ["config_id", "metric_id", "perspective", "metric", "component", "value"]
+
+
+def long_scores(scores: list[Score]) -> pd.DataFrame:
+    """The scores in long format: one row per (config_id, metric id) with the id's parts,
+    every block metric and every component of the score."""
+    records = [
+        {"config_id": s.config_id, "metric_id": str(m), "perspective": m.perspective, "metric": m.metric,
+         "component": m.component, "value": v}
+        for s in scores for m, v in s.metrics().items()
+    ]
+    df = pd.DataFrame.from_records(records, columns=LONG_COLUMNS)
+    return df.astype({"component": "string", "value": "float64"})
+
+
+def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> pd.DataFrame:
+    """:func:`scores_frame` of the :func:`block_scores` of ``results``."""
+    return scores_frame(block_scores(results, benchmarks, items))

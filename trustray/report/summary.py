@@ -21,7 +21,8 @@ from trustray.report.intervals import (
 )
 from trustray.report.outcomes import is_binary, item_outcomes, safe
 from trustray.report.perspectives import ordered
-from trustray.report.scores import AGGREGATE, BenchmarkLookup, config_scores
+from trustray.metrics import MetricId
+from trustray.report.scores import AGGREGATE, BenchmarkLookup, block_scores, long_scores, scores_frame
 from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec, mcnemar_exact, seed_stats
 from trustray.report.store import ReportError
 
@@ -60,6 +61,8 @@ class Tables:
     dt_reference: str = ""  # the DecodingTrust reference(s) the rows were scored against, comma-joined
     # one row per (setting with >= 2 seeds, perspective): calibration-seed vs item-sampling variance
     seed_variance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # one row per (config_id, metric id): every block metric and score component, long format
+    scores_long: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _setting_label(row: pd.Series) -> str:
@@ -174,9 +177,16 @@ def _setting_items(items: pd.DataFrame, config_ids: list[str]) -> tuple[pd.Serie
     return outcome, len(config_ids) == 1 and is_binary(sub)
 
 
+# The summary's per-perspective statistics (column ``<perspective>_<stat>``), in column order.
+CI_STATS = ("ci_low", "ci_high", "ci_over", "ci_widened", "ci_note")
+SETTING_STATS = ("std", *CI_STATS, "refusal", "unparsed", "source")
+PAIRED_STATS = ("delta", "delta_ci_low", "delta_ci_high", "delta_ci_over", "changed", "flips_to_unsafe",
+                "flips_to_safe", "mcnemar_p", "paired_items", "paired_note")
+
+
 def _ci_columns(p: str, iv: Interval) -> dict[str, object]:
-    return {f"{p}_ci_low": iv.low, f"{p}_ci_high": iv.high, f"{p}_ci_over": iv.over,
-            f"{p}_ci_widened": iv.widened, f"{p}_ci_note": iv.note}
+    values = (iv.low, iv.high, iv.over, iv.widened, iv.note)
+    return {MetricId(p, stat).column: v for stat, v in zip(CI_STATS, values, strict=True)}
 
 
 def build_tables(
@@ -190,7 +200,8 @@ def build_tables(
     configs = config_table(results)
     base = resolve_baseline(configs, baseline)
     items = item_outcomes(results)
-    scores = config_scores(results, benchmarks, items)
+    scored = block_scores(results, benchmarks, items)
+    scores = scores_frame(scored)
     trust, utility = ordered(results["perspective"].unique())
     notes = sorted({n for n in scores["note"] if n})
     if base is None:
@@ -231,11 +242,11 @@ def build_tables(
                 iv = Interval(math.nan, math.nan, math.nan, "", note="not evaluated")
             st = seed_stats(seed_scores, None, spec)
             row[p] = st.mean
-            row[f"{p}_std"] = st.std
+            row[MetricId(p, "std").column] = st.std
             row.update(_ci_columns(p, iv))
-            row[f"{p}_refusal"] = float(ps["refusal_rate"].mean()) if len(ps) else math.nan
-            row[f"{p}_unparsed"] = float(ps["unparsed_rate"].mean()) if len(ps) else math.nan
-            row[f"{p}_source"] = ",".join(sorted(set(ps["source"])))
+            row[MetricId(p, "refusal").column] = float(ps["refusal_rate"].mean()) if len(ps) else math.nan
+            row[MetricId(p, "unparsed").column] = float(ps["unparsed_rate"].mean()) if len(ps) else math.nan
+            row[MetricId(p, "source").column] = ",".join(sorted(set(ps["source"])))
         # average trust score per config (seed), then statistics over seeds
         per_cfg = sc[sc["perspective"].isin(trust)].groupby("config_id")["score"].mean()
         st = seed_stats(per_cfg.to_numpy(), None, spec)
@@ -267,7 +278,7 @@ def build_tables(
     variance = seed_variance_table(summary, configs, blocks, [*trust, *utility])
     return Tables(
         summary=summary, scores=scores, paired=pd.DataFrame.from_records(paired_rows), configs=configs,
-        trust=trust, utility=utility, baseline=base, notes=notes, seed_variance=variance,
+        trust=trust, utility=utility, baseline=base, notes=notes, seed_variance=variance, scores_long=long_scores(scored),
         dt_reference=",".join(sorted({r for refs in scores["dt_reference"] for r in refs.split(",") if r})),
     )
 
@@ -296,7 +307,7 @@ def seed_variance_table(
             item_vars = [blocks.item_interval(c, p).variance for c in valid]
             item_var = float(np.nanmean(item_vars)) if not all(math.isnan(v) for v in item_vars) else math.nan
             total = seed_var + item_var
-            delta = r.get(f"{p}_delta", math.nan)
+            delta = r.get(MetricId(p, "delta").column, math.nan)
             delta = float(delta) if delta is not None and not pd.isna(delta) else math.nan
             seed_std = math.sqrt(seed_var)
             ratio = abs(delta) / seed_std if seed_std > 0 and not math.isnan(delta) else (
@@ -334,12 +345,13 @@ def _column_order(summary: pd.DataFrame, trust: list[str], utility: list[str]) -
     then statistics and paired columns per perspective."""
     head = [
         "setting", "setting_id", *SETTING_COLS, "calib_seeds", "n_configs", "model_size_bytes", "weight_bytes",
-        "is_baseline", *trust, "avg_trust", *utility, "perplexity", *[f"{p}_refusal" for p in [*trust, *utility]],
-        *[f"{p}_unparsed" for p in [*trust, *utility]],
+        "is_baseline", *trust, "avg_trust", *utility, "perplexity",
+        *[MetricId(p, stat).column for stat in ("refusal", "unparsed") for p in [*trust, *utility]],
         "avg_trust_std", "avg_trust_ci_low", "avg_trust_ci_high", "avg_trust_delta", "n_trust_perspectives",
         "perplexity_std",
     ]
-    rest = [c for p in [*trust, *utility] for c in summary.columns if c.startswith(f"{p}_") and c not in head]
+    stats = [MetricId(p, stat).column for p in [*trust, *utility] for stat in (*SETTING_STATS, *PAIRED_STATS)]
+    rest = [c for c in stats if c in summary.columns and c not in head]
     tail = [c for c in summary.columns if c not in head and c not in rest]
     return [*head, *rest, *tail]
 
@@ -388,12 +400,9 @@ def _add_paired(
     trust: list[str], perspectives: list[str], spec: BootstrapSpec, paired_rows: list[dict],
 ) -> pd.DataFrame:
     """Add per-perspective paired columns (vs the baseline) to the summary."""
-    empty = {
-        "delta": math.nan, "delta_ci_low": math.nan, "delta_ci_high": math.nan, "delta_ci_over": "",
-        "changed": False, "flips_to_unsafe": pd.NA, "flips_to_safe": pd.NA, "mcnemar_p": math.nan,
-        "paired_items": 0, "paired_note": "",
-    }
-    cols: dict[str, list] = {f"{p}_{k}": [] for p in perspectives for k in empty}
+    empty = dict(zip(PAIRED_STATS, (math.nan, math.nan, math.nan, "", False, pd.NA, pd.NA, math.nan, 0, ""),
+                     strict=True))
+    cols: dict[str, list] = {MetricId(p, k).column: [] for p in perspectives for k in empty}
     cols["avg_trust_delta"] = []
     base_trust = math.nan
     if base is not None:
@@ -416,6 +425,6 @@ def _add_paired(
                 }
                 paired_rows.append({"setting": srow["setting"], "perspective": p, **vals})
             for k, v in vals.items():
-                cols[f"{p}_{k}"].append(v)
+                cols[MetricId(p, k).column].append(v)
         cols["avg_trust_delta"].append(float(srow["avg_trust"] - base_trust) if compare else math.nan)
     return pd.concat([summary, pd.DataFrame(cols, index=summary.index)], axis=1)
