@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trustray import identity
+from trustray.columns import flat_values
 from trustray.compress.size import precision_label
 from trustray.config import CalibrationSpec, CompressionSpec, EngineSpec, EvalSpec, ModelSpec
 from trustray.schema import RESULT_SCHEMA, SCHEMA_VERSION
@@ -30,11 +31,8 @@ def config(
     calib = None if method in ("none", "magnitude") else CalibrationSpec(num_samples=16, seq_len=seq_len,
                                                                          seed=seed or 0)
     ident = identity.config_identity(ModelSpec(), "fp0", comp, calib, EvalSpec(profile="smoke"), EngineSpec())
-    flat = dict(comp.model_dump(mode="json"), sparsity=comp.target_sparsity)
     return {
-        "config_id": config_id, "setting_id": identity.setting_id(ident), **flat,
-        "calib_dataset": calib.dataset if calib else None, "calib_samples": calib.num_samples if calib else None,
-        "calib_seq_len": calib.seq_len if calib else None, "calib_seed": calib.seed if calib else None,
+        "config_id": config_id, "setting_id": identity.setting_id(ident), **flat_values(comp, calib),
         "model_size_bytes": size, "weight_bytes": weight_bytes if weight_bytes is not None else size // 2,
         "precision": precision_label(comp, "bfloat16"), "served_dtype": "bfloat16",
         **identity.spec_columns(ident),

@@ -19,7 +19,8 @@ from typing import Any
 from trustray import identity
 from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
-from trustray.config import CalibrationSpec, EngineSpec, SpecError, TrialSpec
+from trustray.columns import flat_values
+from trustray.config import EngineSpec, SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, work_per_item
 from trustray.evaluate.store import (
@@ -90,19 +91,9 @@ def config_identity(trial: TrialSpec, compressed: Any) -> dict[str, Any]:
                                     compressed.calibration, trial.eval, trial.engine)
 
 
-# calibration spec fields whose flat column is not ``calib_<field>``
-_CALIB_COLUMN = {"num_samples": "calib_samples"}
-
-
 def flat_columns(compressed: Any) -> dict[str, Any]:
-    """The flat query columns, derived from the compression and calibration specs (every field
-    of each has a column; ``sparsity`` is the pruned fraction, also for an N:M structure)."""
-    c, cal = compressed.compression, compressed.calibration
-    out: dict[str, Any] = dict(c.model_dump(mode="json"))
-    out["sparsity"] = c.target_sparsity
-    for name in type(cal or CalibrationSpec()).model_fields:
-        out[_CALIB_COLUMN.get(name, f"calib_{name}")] = getattr(cal, name) if cal else None
-    return out
+    """The flat query columns of a compressed model's specs (:mod:`trustray.columns`)."""
+    return flat_values(compressed.compression, compressed.calibration)
 
 
 def provenance(trial: TrialSpec, compressed: Any, run_id: str, data: DataDir, engine_name: str,

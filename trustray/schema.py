@@ -9,7 +9,7 @@ the toxicity scorer's version on toxicity rows.
 Identity (version 2): ``config_id`` and ``setting_id`` (``trustray.identity``) are hashes of
 the specs in the ``*_spec`` columns, which hold each spec as canonical JSON, so every spec
 field reaches every row. The flat columns beside them (method, bits, ..., calib_seed) are a
-query convenience derived from those specs. Version 1 rows lack the spec columns and had
+query convenience derived from those specs (``trustray.columns``). Version 1 rows lack the spec columns and had
 config ids that pooled settings; they are refused with instructions. Nested values (item metadata, parse extras, sampling
 parameters) are canonical JSON strings so every reader (pyarrow, DuckDB, Polars, pandas,
 ``ray.data``) sees the same flat table.
@@ -18,6 +18,8 @@ parameters) are canonical JSON strings so every reader (pyarrow, DuckDB, Polars,
 from __future__ import annotations
 
 import pyarrow as pa
+
+from trustray.columns import spec_columns
 
 SCHEMA_VERSION = 2
 
@@ -34,16 +36,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("precision", pa.string()),  # as served: "bf16", "W4A16", "bf16 2:4-sparse", ...
         pa.field("served_dtype", pa.string()),  # the engine's compute dtype, e.g. "bfloat16"
         pa.field("weight_bytes", pa.int64()),  # bytes the weights need at that precision
-        pa.field("method", pa.string(), nullable=False),  # none | gptq | awq | sparsegpt | wanda | magnitude
-        pa.field("bits", pa.int32()),
-        pa.field("group_size", pa.int32()),
-        pa.field("act_order", pa.bool_()),
-        pa.field("sparsity", pa.float64()),  # fraction pruned (1 - N/M for a structure)
-        pa.field("structure", pa.string()),  # "2:4", "4:8" or null (unstructured)
-        pa.field("calib_dataset", pa.string()),
-        pa.field("calib_samples", pa.int32()),
-        pa.field("calib_seq_len", pa.int32()),
-        pa.field("calib_seed", pa.int32()),
+        # every compression and calibration spec field (method, bits, ..., calib_seed)
+        *(c.arrow_field() for c in spec_columns()),
         # every spec as canonical JSON (trustray.identity.spec_columns); calibration null without one
         pa.field("model_spec", pa.string(), nullable=False),
         pa.field("compression_spec", pa.string(), nullable=False),

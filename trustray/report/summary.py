@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from trustray.compress.spec import family_of
-from trustray.identity import flat_identity, identity_from_row, setting_identity
+from trustray.columns import column_of, spec_columns
+from trustray.identity import SEED_FIELD, SPEC_NAMES, flat_identity, identity_from_row, setting_identity
 from trustray.report.intervals import (
     BlockScorer, Interval, item_interval, paired_item_interval, seed_interval,
 )
@@ -26,13 +28,14 @@ from trustray.report.scores import AGGREGATE, BenchmarkLookup, block_scores, lon
 from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec, mcnemar_exact, seed_stats
 from trustray.report.store import ReportError
 
-# Shown per setting; identical across a setting's configs by construction (derived from its specs).
+SEED_COL = column_of(*SEED_FIELD)
+# Shown per setting; identical across a setting's configs by construction (derived from its specs):
+# every compression and calibration spec field but the seed.
 SETTING_COLS = [
-    "model_name", "method", "bits", "group_size", "act_order", "sparsity", "structure", "calib_dataset",
-    "calib_samples", "calib_seq_len", "precision", "served_dtype",
+    "model_name", *[c.name for c in spec_columns() if c.name != SEED_COL], "precision", "served_dtype",
 ]
-SPEC_COLS = ["model_spec", "compression_spec", "calibration_spec", "eval_spec", "engine_spec"]
-CONFIG_COLS = ["config_id", "setting_id", *SETTING_COLS, "calib_seed", "model_size_bytes", "weight_bytes", *SPEC_COLS]
+SPEC_COLS = [f"{name}_spec" for name in SPEC_NAMES]
+CONFIG_COLS = ["config_id", "setting_id", *SETTING_COLS, SEED_COL, "model_size_bytes", "weight_bytes", *SPEC_COLS]
 DENSE = "none"  # the dense baseline's family (and method)
 EXCEEDS_FACTOR = 2.0  # a compression effect "exceeds the seed spread" when |Δ| > 2 × seed std
 
@@ -221,8 +224,8 @@ def build_tables(
         setting = str(first["setting"])
         row: dict[str, object] = {"setting": setting, "setting_id": first["setting_id"],
                                   **{c: first[c] for c in SETTING_COLS}}
-        calibrated = cfg["calib_dataset"].notna().any()
-        row["calib_seeds"] = int(cfg["calib_seed"].dropna().nunique()) if calibrated else pd.NA
+        calibrated = cfg["calibration_spec"].notna().any()
+        row["calib_seeds"] = int(cfg[SEED_COL].dropna().nunique()) if calibrated else pd.NA
         row["n_configs"] = len(ids)
         row["config_ids"] = ",".join(ids)
         row["engines"], row["reproducible"] = _engines(results[results["config_id"].isin(ids)])
@@ -271,9 +274,10 @@ def build_tables(
         _b=summary["bits"].fillna(99), _s=summary["sparsity"].fillna(0),
     ).sort_values(["_o", "method", "_b", "_s", "setting"], ascending=[True, True, False, True, True])
     summary = summary.drop(columns=["_o", "_b", "_s"]).reset_index(drop=True)
-    for c in ("bits", "group_size", "calib_samples", "calib_seq_len", "calib_seeds"):
-        summary[c] = summary[c].astype("Int64")
-    summary["act_order"] = summary["act_order"].astype("boolean")
+    for c in spec_columns():  # nullable integer and boolean columns stay integer and boolean
+        if c.name in summary and c.arrow_type in (pa.int32(), pa.bool_()):
+            summary[c.name] = summary[c.name].astype("boolean" if c.arrow_type == pa.bool_() else "Int64")
+    summary["calib_seeds"] = summary["calib_seeds"].astype("Int64")
     summary = summary[_column_order(summary, trust, utility)]
     variance = seed_variance_table(summary, configs, blocks, [*trust, *utility])
     return Tables(
