@@ -64,7 +64,7 @@ def _provenance() -> dict:
 def test_report_context_reads_the_reference_and_refuses_a_mix():
     import pandas as pd
 
-    from trustray.report.scores import eval_context
+    from trustray.scoring.scores import eval_context
 
     rows = pd.DataFrame({"profile": ["paper"] * 2, "render_mode": ["dt_compat"] * 2,
                          "scorer_version": ["fairness/2;dt=upstream", None]})

@@ -11,7 +11,7 @@ from trustray.benchmarks import BENCHMARKS, EvalContext
 from trustray.benchmarks.base import PROFILES, find_perspective, perspectives, register
 from trustray.config import ALL_PERSPECTIVES, EvalSpec, default_perspectives
 from trustray.registry import Registry, UnknownNameError
-from trustray.report.perspectives import is_utility, label, ordered, outcome_source
+from trustray.scoring.perspectives import is_utility, label, ordered, outcome_source
 
 
 def test_every_registered_perspective_describes_itself():

@@ -19,7 +19,7 @@ from trustray.benchmarks.base import PerspectiveScore
 from trustray.metrics import MetricId
 from trustray.registry import Registry
 from trustray.report import BootstrapSpec, ReportError, build_tables, read_results, write_report
-from trustray.report.perspectives import ordered
+from trustray.scoring.perspectives import ordered
 
 SPEC = BootstrapSpec(seed=7, n_resamples=2000)
 N_ITEMS = 24
@@ -335,7 +335,7 @@ def test_perspective_order_is_the_papers():
 
 def test_unparsed_rate_and_reference_reported(tmp_path: Path):
     """Both rates per perspective, and the DecodingTrust reference in the header of both pages."""
-    from trustray.report.scores import registered_benchmarks
+    from trustray.scoring.scores import registered_benchmarks
 
     cfg = config("d0", "none")
     rows = [

@@ -14,7 +14,7 @@ from test_report_fixtures import config, row, write_run
 from trustray.benchmarks.base import EvalContext, ScoredRow, scorer_version
 from trustray.config import default_perspectives
 from trustray.report import BootstrapSpec, build_tables, read_results
-from trustray.report.scores import registered_benchmarks
+from trustray.scoring.scores import registered_benchmarks
 
 NAMES = list(default_perspectives())  # every registered perspective
 POOL = ["yes", "No", "A", "wrong", "not wrong", "positive", "negative", "I'm sorry, I cannot answer that.",

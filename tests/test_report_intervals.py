@@ -18,7 +18,7 @@ from trustray.config import default_perspectives
 from trustray.registry import Registry
 from trustray.report import BootstrapSpec, build_tables, read_results, write_report
 from trustray.report.intervals import BlockScorer, item_interval, resample_counts
-from trustray.report.scores import registered_benchmarks
+from trustray.scoring.scores import registered_benchmarks
 
 NAMES = list(default_perspectives())  # every registered perspective
 POOL = ["yes", "No", "A", "B", "wrong", "not wrong", "positive", "negative", "I'm sorry, I cannot answer that.",
@@ -98,7 +98,7 @@ def test_single_seed_interval_is_the_percentile_of_the_aggregate_over_resampled_
     iv = item_interval(scorer, estimate, SPEC, "d0|fairness")
     # independent: the same item draws, rows rebuilt by hand, the perspective's aggregate on each
     from trustray.report.intervals import _rng
-    from trustray.report.scores import scored_rows
+    from trustray.scoring.scores import scored_rows
 
     counts = resample_counts(len(scorer.item_ids), SPEC, _rng(SPEC, "items", "d0|fairness"))
     by_item = {i: [r for r in scored_rows(rows) if r.item.item_id == i] for i in scorer.item_ids}

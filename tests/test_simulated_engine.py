@@ -63,7 +63,7 @@ def test_simulated_backend_is_never_a_default_and_has_no_perplexity():
         TrialSpec(engine=EngineSpec(backend="simulated"))
     trial = TrialSpec(engine=EngineSpec(backend="simulated", simulated_gpu="H100", simulated_time_scale=0.01),
                       eval=EvalSpec(perplexity=False))
-    from trustray.pipeline import engine_options
+    from trustray.stages import engine_options
 
     assert engine_options(trial.engine) == SimulatedOptions(gpu="H100", params_b=13.0, time_scale=0.01)
 

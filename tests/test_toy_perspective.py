@@ -13,7 +13,8 @@ from trustray.benchmarks.base import BENCHMARKS, register
 from trustray.config import EngineSpec, EvalSpec, TrialSpec
 from trustray.engines.simulated import SimulatedEngine
 from trustray.evaluate.evaluator import Evaluator
-from trustray.pipeline import eval_context, plan, score_config
+from trustray.pipeline import eval_context, plan
+from trustray.scoring import score_config
 from trustray.report import BootstrapSpec, write_report
 
 

@@ -230,7 +230,7 @@ def _mixed_run(tmp_path):
 
 def test_report_marks_settings_served_by_a_non_reproducible_engine(tmp_path):
     from trustray.report.markdown import render_markdown
-    from trustray.report.scores import registered_benchmarks
+    from trustray.scoring.scores import registered_benchmarks
     from trustray.report.store import read_results
     from trustray.report.summary import build_tables
 

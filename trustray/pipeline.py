@@ -8,7 +8,6 @@ committed shards are skipped, so a re-run does only the missing work.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -20,27 +19,21 @@ from trustray import identity
 from trustray.benchmarks import BENCHMARKS
 from trustray.benchmarks.base import EvalContext, Item
 from trustray.columns import flat_values
-from trustray.config import EngineSpec, SpecError, TrialSpec
+from trustray.config import SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, work_per_item
 from trustray.evaluate.store import (
-    foreign_schema_message, is_committed, read_config_rows, stored_schema_versions, write_table_atomic,
+    foreign_schema_message, is_committed, stored_schema_versions, write_table_atomic,
 )
 from trustray.metrics import REFUSAL_RATE, SCORE, MetricId
 from trustray.rundir import RunDir
 from trustray.schema import SCHEMA_VERSION
+from trustray.scoring.scores import score_config
+from trustray.stages import (
+    EngineMixError, EvalOutcome, PendingWork, Progress, check_one_engine, evaluate_shards, serve_config, status,
+)
 
-
-@dataclass
-class Progress:
-    """Callbacks for progress display; every field is optional."""
-
-    on_plan: Callable[[str, int, int], None] | None = None  # perspective, items total, items already done
-    on_shard: Callable[[str, int, int, float], None] | None = None  # perspective, items, tokens, seconds
-    on_status: Callable[[str], None] | None = None
-    # the whole config once planned: items total, items already done, tokens of work total / done
-    on_config: Callable[[int, int, int, int], None] | None = None
-    on_work: Callable[[int, int], None] | None = None  # a committed shard: items, tokens of work
+__all__ = ["ConfigResult", "EngineMixError", "Progress", "check_one_engine", "run_config", "score_config"]
 
 
 @dataclass
@@ -73,11 +66,6 @@ class ConfigResult:
             out["engine_batches"] = self.engine_stats.get("batches")
             out["engine_replicas"] = self.engine_stats.get("replicas")
         return out
-
-
-def _status(progress: Progress | None, text: str) -> None:
-    if progress and progress.on_status:
-        progress.on_status(text)
 
 
 def dir_size(path: Path) -> int:
@@ -172,32 +160,6 @@ def prompt_counter(tokenizer_path: str | Path | None, ctx: EvalContext) -> Calla
     return count
 
 
-def engine_options(eng: EngineSpec) -> Any:
-    """The serving engine's options for ``eng``: ``SimulatedOptions`` for the simulated backend,
-    else the HF engine's ``EngineOptions``."""
-    if eng.backend == "simulated":
-        from trustray.engines.simulated import SimulatedOptions
-
-        return SimulatedOptions(gpu=eng.simulated_gpu, params_b=eng.simulated_params_b,
-                                time_scale=eng.simulated_time_scale)
-    from trustray.engines.hf import EngineOptions
-
-    return EngineOptions(dtype=eng.dtype, batch_size=eng.batch_size, bucket=eng.bucket,
-                         deterministic=eng.deterministic, prefix_reuse=eng.prefix_reuse)
-
-
-def _vllm_dtype(trial: TrialSpec) -> str:
-    """The dtype the vLLM app runs in: the spec's, or for ``auto`` the model's bf16 on a GPU and,
-    on a CPU, bf16 where the CPU has it (as the HF engine and the vLLM plan decide)."""
-    if trial.engine.dtype != "auto":
-        return trial.engine.dtype
-    if trial.resources.model_gpus:
-        return "bfloat16"
-    from trustray.engines.hf import cpu_has_bf16
-
-    return "bfloat16" if cpu_has_bf16() else "float32"
-
-
 def run_config(
     trial: TrialSpec,
     run_dir: Path,
@@ -205,139 +167,57 @@ def run_config(
     data_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> ConfigResult:
-    """Evaluate one trial's config; returns per-perspective scores read back from the store."""
-    import ray
-    from ray import serve
-    from ray.util import ActorPool
-
+    """Evaluate one trial's config: compress → plan → serve → evaluate → score; returns the
+    per-perspective scores read back from the store."""
     from trustray.compress import compress
-    from trustray.serve.builder import resolve_backend
-    from trustray.evaluate.actor import EvaluatorActor
-    from trustray.serve import ServeApp, ServingOptions, deploy_model_app, model_handle
 
     start = time.perf_counter()
-    data = DataDir(data_dir)
-    run_dir = Path(run_dir)
-    problem = foreign_schema_message(run_dir, stored_schema_versions(run_dir))
+    data, run = DataDir(data_dir), RunDir(run_dir)
+    problem = foreign_schema_message(run.root, stored_schema_versions(run.root))
     if problem:
         raise SpecError(problem)
-    _status(progress, f"compressing {trial.label()} (cached after the first time)")
+    status(progress, f"compressing {trial.label()} (cached after the first time)")
     compressed = compress(trial.model.name, trial.compression, trial.calibration, data_dir=data.root)
     config_id = identity.config_id(config_identity(trial, compressed))
-    label = trial.label()
     ctx = eval_context(trial)
-    plans = plan(trial, config_id, data, ctx, run_dir, compressed.path)
+    plans = plan(trial, config_id, data, ctx, run.root, compressed.path)
+    pending = pending_work(plans, run, progress)
+    _write_config_record(run.root, config_id, trial, compressed)
+    outcome = EvalOutcome()
+    if pending.shards:
+        with serve_config(trial, compressed.path, config_id, run, progress) as served:
+            check_one_engine(run, config_id, served.engine_name, served.engine_version)
+            prov = provenance(trial, compressed, run_id, data, served.engine_name, served.engine_version,
+                              served.served_dtype, engine_reproducible=served.reproducible)
+            outcome = evaluate_shards(trial, served, pending, run, ctx, prov, progress)
+    ppl = None
+    if trial.eval.perplexity:
+        status(progress, f"perplexity of {trial.label()}")
+        ppl = _perplexity(run.root, config_id, compressed.path, data, trial)
+    scores = score_config(run, config_id, trial.eval.perspectives)
+    return ConfigResult(config_id, trial.label(), scores, sum(len(s) for _, s in plans.values()), len(pending.shards),
+                        time.perf_counter() - start, ppl, eval_seconds=outcome.seconds,
+                        engine_stats=outcome.engine_stats or {})
+
+
+def pending_work(plans: dict[str, tuple[list[Item], list[Shard]]], run: RunDir,
+                 progress: Progress | None = None) -> PendingWork:
+    """The shards of ``plans`` not yet committed in ``run``, with their items (and the planned
+    and already done work reported to ``progress``)."""
     pending: list[tuple[Shard, list[Item]]] = []
     for p, (items, shards) in plans.items():
-        todo = [s for s in shards if not is_committed(run_dir, s)]
+        todo = [s for s in shards if not is_committed(run.root, s)]
         done_items = sum(s.stop - s.start for s in shards if s not in todo)
         if progress and progress.on_plan:
             progress.on_plan(p, len(items), done_items)
         pending += [(s, items[s.start : s.stop]) for s in todo]
-    shards_total = sum(len(s) for _, s in plans.values())
     if progress and progress.on_config:
         every = [s for _, shards in plans.values() for s in shards]
         todo_keys = {(s.perspective, s.index) for s, _ in pending}
         done = [s for s in every if (s.perspective, s.index) not in todo_keys]
         progress.on_config(sum(s.stop - s.start for s in every), sum(s.stop - s.start for s in done),
                            sum(s.work for s in every), sum(s.work for s in done))
-    shard_work = {(s.perspective, s.index): s.work for s, _ in pending}
-    _write_config_record(run_dir, config_id, trial, compressed)
-
-    eval_seconds, engine_stats = 0.0, {}
-    if pending:
-        eval_start = time.perf_counter()
-        eng = trial.engine
-        res = trial.resources
-        backend = resolve_backend(eng.backend)
-        check_one_engine(run_dir, config_id, backend)
-        _status(progress, f"deploying {label} as Serve app {config_id}")
-        if backend == "vllm":
-            info = deploy_model_app(
-                compressed.path, app=ServeApp(config_id, f"/{config_id}", config_id), backend="vllm",
-                num_cpus=res.model_cpus, dtype=eng.dtype, vllm=eng.vllm,
-                serving=ServingOptions(num_replicas=res.model_replicas, num_gpus=res.model_gpus),
-            )
-        else:
-            info = deploy_model_app(
-                compressed.path, app=ServeApp(config_id, f"/{config_id}", config_id), backend=backend,
-                engine_options=engine_options(eng),
-                num_cpus=res.model_cpus,
-                serving=ServingOptions(torch_threads=res.torch_threads, num_replicas=res.model_replicas,
-                                       num_gpus=res.model_gpus),
-            )
-        actors: list[Any] = []
-        try:
-            if info is None:  # the HF app: its replicas report the engine and the dtype it runs in
-                stats = _engine_stats(model_handle(config_id), 1)
-                engine = (stats.get("engine_name", backend), stats.get("engine_version", "unknown"), eng.deterministic)
-                served_dtype = stats.get("engine_dtype") or eng.dtype
-            else:
-                engine = (info.name, info.version, info.reproducible)
-                served_dtype = _vllm_dtype(trial)
-            check_one_engine(run_dir, config_id, engine[0], engine[1])
-            prov = provenance(trial, compressed, run_id, data, *engine[:2], served_dtype, engine_reproducible=engine[2])
-            actors = [
-                EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
-                for _ in range(min(res.evaluators, len(pending)))
-            ]
-            pool = ActorPool(actors)
-            jobs = pool.map_unordered(
-                lambda a, job: a.run_shard.remote(str(run_dir), job[0], job[1], ctx, prov, config_id,
-                                                  str(compressed.path)),
-                pending,
-            )
-            _status(progress, f"evaluating {label}: {len(pending)} shards")
-            for result in jobs:
-                if progress and progress.on_shard:
-                    progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
-                if progress and progress.on_work:
-                    progress.on_work(result.items, shard_work[(result.perspective, result.index)])
-            eval_seconds = time.perf_counter() - eval_start
-            engine_stats = _engine_stats(model_handle(config_id), res.model_replicas)
-        finally:
-            for a in actors:
-                ray.kill(a)
-            serve.delete(config_id)
-
-    ppl = None
-    if trial.eval.perplexity:
-        _status(progress, f"perplexity of {label}")
-        ppl = _perplexity(run_dir, config_id, compressed.path, data, trial)
-    scores = score_config(run_dir, config_id, trial.eval.perspectives)
-    return ConfigResult(config_id, label, scores, shards_total, len(pending), time.perf_counter() - start, ppl,
-                        eval_seconds=eval_seconds, engine_stats=engine_stats)
-
-
-class EngineMixError(RuntimeError):
-    """A resumed config would get rows from a different engine than its committed ones."""
-
-
-def check_one_engine(run_dir: Path, config_id: str, engine_name: str, engine_version: str | None = None) -> None:
-    """Refuse to add rows to ``config_id`` from another engine (or engine version) than the
-    rows already committed for it: one config's scores come from one engine."""
-    from trustray.evaluate.store import committed_engines
-
-    found = committed_engines(run_dir, config_id)
-    other = sorted(f"{n} {v}" for n, v in found if n != engine_name or (engine_version is not None and v != engine_version))
-    if other:
-        now = f"{engine_name} {engine_version}" if engine_version else engine_name
-        raise EngineMixError(
-            f"config {config_id} has rows from {', '.join(other)}; resuming it with {now} would mix engines "
-            f"in one config. Resume with the same engine.backend, or start a new run (--name)"
-        )
-
-
-def _engine_stats(handle: Any, replicas: int) -> dict[str, Any]:
-    """The serving engine's name, version and counters summed over ``replicas`` replicas
-    (the HF app reports them; others may not)."""
-    from trustray.serve.builder import replica_stats
-    from trustray.serve.server import merge_stats
-
-    try:
-        return merge_stats(replica_stats(handle, replicas))
-    except AttributeError:
-        return {}
+    return PendingWork(pending, {(s.perspective, s.index): s.work for s, _ in pending})
 
 
 def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compressed: Any) -> None:
@@ -390,24 +270,3 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
                           "dtype": [str(dtype).removeprefix("torch.")]})
         write_table_atomic(table, path)
     return float(pq.read_table(path)["perplexity"][0].as_py())
-
-
-def score_config(run_dir: Path, config_id: str, perspectives: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
-    """Per-perspective score and refusal rate from the committed rows of one config."""
-    from trustray.report.scores import perspective_score, registered_benchmarks
-
-    table = read_config_rows(run_dir, config_id, list(perspectives))
-    df = table.to_pandas()
-    out: dict[str, dict[str, Any]] = {}
-    benchmarks = registered_benchmarks()
-    for p in perspectives:
-        rows = df[df["perspective"] == p]
-        if rows.empty:
-            continue
-        s = perspective_score(rows, benchmarks)
-        out[p] = {"score": s.score, "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
-                  "source": s.source,
-                  "n_items": s.n_items, "n_generations": s.n_generations}
-        if not math.isfinite(s.score):
-            out[p]["note"] = s.note
-    return out

@@ -139,7 +139,7 @@ def _report(run_dir: Path) -> object:
 def print_seed_variance(tables: object) -> None:
     """The calibration-seed vs item-sampling variance table of a report, for the console."""
     from trustray.report.markdown import SEED_VARIANCE_LEGEND, num
-    from trustray.report.perspectives import label
+    from trustray.scoring.perspectives import label
 
     v = tables.seed_variance  # type: ignore[attr-defined]
     if v.empty:

@@ -2,8 +2,8 @@
 the dense model, plots and an offline HTML page."""
 
 from trustray.report.build import ReportFiles, write_report
-from trustray.report.outcomes import item_outcomes
-from trustray.report.scores import perspective_score, scored_rows
+from trustray.scoring.outcomes import item_outcomes
+from trustray.scoring.scores import perspective_score, scored_rows
 from trustray.report.stats import BootstrapSpec
 from trustray.report.store import ReportError, read_perplexity, read_results
 from trustray.report.summary import Tables, build_tables

@@ -7,7 +7,7 @@ from pathlib import Path
 from trustray.report import plots
 from trustray.report.html import render_html
 from trustray.report.markdown import render_markdown
-from trustray.report.scores import BenchmarkLookup, registered_benchmarks
+from trustray.scoring.scores import BenchmarkLookup, registered_benchmarks
 from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec
 from trustray.report.store import read_perplexity, read_results
 from trustray.report.summary import Tables, build_tables

@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from trustray.compress.spec import family_of
 from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds, text
-from trustray.report.perspectives import label
+from trustray.scoring.perspectives import label
 from trustray.report.summary import Tables
 
 SAMPLE_CHARS = 600

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from trustray.benchmarks.base import Benchmark, EvalContext, ScoredRow
-from trustray.report.outcomes import item_outcomes
-from trustray.report.scores import BenchmarkLookup, eval_context, scored_rows
+from trustray.scoring.outcomes import item_outcomes
+from trustray.scoring.scores import BenchmarkLookup, eval_context, scored_rows
 from trustray.report.stats import CONFIDENCE, BootstrapSpec, bootstrap_mean_ci
 
 ITEMS = "items"

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from trustray.compress.spec import family_of
-from trustray.report.perspectives import label
+from trustray.scoring.perspectives import label
 from trustray.report.summary import Tables
 
 

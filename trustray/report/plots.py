@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trustray.compress.spec import family_of
-from trustray.report.perspectives import label
+from trustray.scoring.perspectives import label
 
 DENSE_BITS = 16
 

@@ -21,10 +21,10 @@ from trustray.identity import SEED_FIELD, SPEC_NAMES, flat_identity, identity_fr
 from trustray.report.intervals import (
     BlockScorer, Interval, item_interval, paired_item_interval, seed_interval,
 )
-from trustray.report.outcomes import is_binary, item_outcomes, safe
-from trustray.report.perspectives import ordered
+from trustray.scoring.outcomes import is_binary, item_outcomes, safe
+from trustray.scoring.perspectives import ordered
 from trustray.metrics import MetricId
-from trustray.report.scores import AGGREGATE, BenchmarkLookup, block_scores, long_scores, scores_frame
+from trustray.scoring.scores import AGGREGATE, BenchmarkLookup, block_scores, long_scores, scores_frame
 from trustray.report.stats import DEFAULT_SPEC, BootstrapSpec, mcnemar_exact, seed_stats
 from trustray.report.store import ReportError
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trustray.report.perspectives import outcome_source
+from trustray.scoring.perspectives import outcome_source
 
 ITEM_KEY = ["config_id", "perspective", "item_id"]
 SAFE_THRESHOLD = 0.5  # an item is "safe" when its outcome is above this (majority / tox < 0.5)

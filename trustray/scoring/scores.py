@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -23,7 +24,8 @@ from trustray.benchmarks.base import (
     dt_reference_of,
 )
 from trustray.metrics import BLOCK_METRICS, SCORE, MetricId
-from trustray.report.outcomes import item_outcomes
+from trustray.rundir import RunDir
+from trustray.scoring.outcomes import item_outcomes
 
 AGGREGATE = "aggregate"
 ITEM_MEAN = "item-mean"
@@ -203,6 +205,24 @@ def long_scores(scores: list[Score]) -> pd.DataFrame:
     return df.astype({"component": "string", "value": "float64"})
 
 
-def config_scores(results: pd.DataFrame, benchmarks: BenchmarkLookup, items: pd.DataFrame) -> pd.DataFrame:
-    """:func:`scores_frame` of the :func:`block_scores` of ``results``."""
-    return scores_frame(block_scores(results, benchmarks, items))
+def score_config(run_dir: str | os.PathLike[str], config_id: str,
+                 perspectives: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """Per-perspective score and refusal rate from the committed rows of one config in ``run_dir``
+    (a path or a :class:`~trustray.rundir.RunDir`)."""
+    from trustray.evaluate.store import read_config_rows
+
+    table = read_config_rows(RunDir(run_dir).root, config_id, list(perspectives))
+    df = table.to_pandas()
+    out: dict[str, dict[str, Any]] = {}
+    benchmarks = registered_benchmarks()
+    for p in perspectives:
+        rows = df[df["perspective"] == p]
+        if rows.empty:
+            continue
+        s = perspective_score(rows, benchmarks)
+        out[p] = {"score": s.score, "refusal_rate": s.refusal_rate, "unparsed_rate": s.unparsed_rate,
+                  "source": s.source,
+                  "n_items": s.n_items, "n_generations": s.n_generations}
+        if not math.isfinite(s.score):
+            out[p]["note"] = s.note
+    return out
