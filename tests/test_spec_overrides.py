@@ -59,3 +59,21 @@ def test_eval_cli_reports_a_bad_set_before_starting_anything(tmp_path):
     out = run([TRUSTRAY, "eval", "--set", "eval.toxicity_scorer=nope", "--set", "engine.backend=hff"], tmp_path)
     assert out.returncode == 2 and "engine.backend" in out.stderr and "eval.toxicity_scorer" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_eval_spec_is_a_one_trial_sweep():
+    from trustray.config import one_trial_sweep
+
+    spec, trial = one_trial_sweep({"compression.method": "gptq", "compression.bits": 4, "calibration.seed": 3,
+                                   "calibration.num_samples": 16, "eval.profile": "smoke"}, name="e", storage_path="r")
+    assert (spec.name, spec.storage_path, spec.seeds) == ("e", "r", (3,))
+    assert trial == spec.trials()[0] and trial.calibration.seed == 3 and trial.calibration.num_samples == 16
+    assert trial.compression.bits == 4 and trial.eval.profile == "smoke"
+    _, dense = one_trial_sweep({"compression.method": "none", "calibration.seed": 0}, name="e", storage_path="r")
+    assert dense.calibration is None and dense.label() == "dense"  # as in a sweep: no calibration to seed
+    with pytest.raises(SpecError, match="compressions.0: .*act_order"):
+        one_trial_sweep({"compression.method": "none", "compression.act_order": True}, name="e", storage_path="r")
+    with pytest.raises(SpecError, match="name"):
+        one_trial_sweep({}, name="a/b", storage_path="r")
+    with pytest.raises(SpecError, match="eval.perplexity"):
+        one_trial_sweep({"engine.backend": "simulated"}, name="e", storage_path="r")

@@ -301,6 +301,25 @@ def build_spec(model: type[_SpecT], data: Mapping[str, Any], overrides: Mapping[
         raise SpecError(_format_errors(e)) from None
 
 
+def one_trial_sweep(overrides: Mapping[str, Any], *, name: str, storage_path: str) -> tuple[SweepSpec, TrialSpec]:
+    """A sweep of one trial from trial-shaped fields (``compression.bits``, ``calibration.seed``,
+    ``eval.profile``, ...), and its trial: ``trustray eval``'s spec, so that its options and
+    validation are the sweep's. Errors name each bad field, as :func:`build_spec`."""
+    data = set_fields({}, overrides)
+    compression = data.pop("compression", None) or {"method": "none"}
+    calibration = dict(data.pop("calibration", None) or {})
+    seed = calibration.pop("seed", CalibrationSpec.model_fields["seed"].default)
+    spec = build_spec(SweepSpec, {**data, "name": name, "storage_path": storage_path,
+                                  "compressions": [compression], "calibration": calibration, "seeds": [seed]})
+    try:
+        trials = spec.trials()
+    except ValidationError as e:
+        raise SpecError(_format_errors(e)) from None
+    if len(trials) != 1:
+        raise SpecError(f"one trial is evaluated at a time, but these settings make {len(trials)}; use trustray sweep")
+    return spec, trials[0]
+
+
 def _format_errors(e: ValidationError) -> str:
     parts = []
     for err in e.errors():

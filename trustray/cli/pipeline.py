@@ -190,13 +190,13 @@ def evaluate(
     backend: Annotated[str, typer.Option("--backend", help="auto, hf or vllm.")] = "auto",
     sets: Sets = None,
 ) -> None:
-    """Evaluate one model config (no Tune) with live progress per perspective."""
-    from trustray.config import SpecError, TrialSpec, build_spec
+    """Evaluate one model config (no Tune; its spec is a one-trial sweep's) with live progress per perspective."""
+    from trustray.config import SpecError, one_trial_sweep
     from trustray.data import DataDir
     from trustray.evaluate.progress import ProgressBoard, format_eta
     from trustray.models import resolve_model
     from trustray.pipeline import Progress as Callbacks, run_config
-    from trustray.sweep import check_or_record_eval, init_ray, needs_http, start_serve
+    from trustray.sweep import check_or_record_eval, init_ray, needs_http, run_dir_for, start_serve
 
     flags = {
         "model.name": model, "compression.method": method, "compression.bits": bits,
@@ -205,13 +205,13 @@ def evaluate(
         "eval.perspectives": perspectives or None, "engine.backend": backend, "engine.batch_size": batch_size,
     }
     try:
-        trial = build_spec(TrialSpec, {}, _overrides(sets, **flags))
+        spec, trial = one_trial_sweep(_overrides(sets, **flags), name=run, storage_path=storage_path)
     except SpecError as e:
         fail(str(e))
         raise  # unreachable
     DataDir(data_dir).verify_present()
     resolve_model(trial.model.name)  # fail fast on an unknown model, before Ray starts
-    run_dir = RunDir.under(storage_path, run).root
+    run_dir = run_dir_for(spec)
     check_or_record_eval(run_dir, trial)  # before Ray starts: a clash costs nothing
     init_ray(address)
     start_serve(http=needs_http([trial]))
