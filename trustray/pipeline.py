@@ -205,19 +205,19 @@ def pending_work(plans: dict[str, tuple[list[Item], list[Shard]]], run: RunDir,
     """The shards of ``plans`` not yet committed in ``run``, with their items (and the planned
     and already done work reported to ``progress``)."""
     pending: list[tuple[Shard, list[Item]]] = []
+    every: list[Shard] = []
+    done: list[Shard] = []
     for p, (items, shards) in plans.items():
-        todo = [s for s in shards if not is_committed(run.root, s)]
-        done_items = sum(s.stop - s.start for s in shards if s not in todo)
+        committed = [is_committed(run.root, s) for s in shards]
         if progress and progress.on_plan:
-            progress.on_plan(p, len(items), done_items)
-        pending += [(s, items[s.start : s.stop]) for s in todo]
+            progress.on_plan(p, len(items), sum(s.stop - s.start for s, c in zip(shards, committed) if c))
+        pending += [(s, items[s.start : s.stop]) for s, c in zip(shards, committed) if not c]
+        every += shards
+        done += [s for s, c in zip(shards, committed) if c]
     if progress and progress.on_config:
-        every = [s for _, shards in plans.values() for s in shards]
-        todo_keys = {(s.perspective, s.index) for s, _ in pending}
-        done = [s for s in every if (s.perspective, s.index) not in todo_keys]
         progress.on_config(sum(s.stop - s.start for s in every), sum(s.stop - s.start for s in done),
                            sum(s.work for s in every), sum(s.work for s in done))
-    return PendingWork(pending, {(s.perspective, s.index): s.work for s, _ in pending})
+    return PendingWork(pending)
 
 
 def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compressed: Any) -> None:

@@ -41,10 +41,9 @@ def status(progress: Progress | None, text: str) -> None:
 
 @dataclass(frozen=True)
 class PendingWork:
-    """The shards of a config still to run, each with its items, and their tokens of work."""
+    """The shards of a config still to run, each with its items."""
 
     shards: list[tuple[Shard, list[Item]]]
-    work: dict[tuple[str, int], int]  # (perspective, shard index) → tokens of work
 
 
 @dataclass(frozen=True)
@@ -185,6 +184,7 @@ def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork
     from trustray.serve import model_handle
 
     res = trial.resources
+    work = {(s.perspective, s.index): s.work for s, _ in pending.shards}  # results name their shard by key
     actors: list[Any] = []
     try:
         actors = [
@@ -201,7 +201,7 @@ def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork
             if progress and progress.on_shard:
                 progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
             if progress and progress.on_work:
-                progress.on_work(result.items, pending.work[(result.perspective, result.index)])
+                progress.on_work(result.items, work[(result.perspective, result.index)])
         seconds = time.perf_counter() - served.started
         return EvalOutcome(seconds, _engine_stats(model_handle(served.config_id), res.model_replicas))
     finally:
