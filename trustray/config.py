@@ -155,6 +155,9 @@ class ResourceSpec(_Spec):
     shard_tokens: int = Field(16384, ge=1)
     shard_generations: int = Field(128, ge=1)
     max_failures: int = Field(2, ge=0)
+    # compress later configs' checkpoints in one background task (no CPU reserved, lowest OS
+    # priority) while earlier configs evaluate, so a trial finds its checkpoint made
+    precompress: bool = False
 
     def vllm_problems(self) -> list[str]:
         """What backend vllm cannot honour in these resources."""

@@ -307,11 +307,18 @@ def run_sweep(
             ),
         )
     close = start_board(spec, on_progress) if on_progress else None
+    precompressing = None
+    if spec.resources.precompress:
+        from trustray.compress.prefetch import start_precompression
+
+        precompressing = start_precompression(trials, data_dir or os.environ.get("TRUSTRAY_DATA"))
     try:
         grid = tuner.fit()
     finally:
         if close:
             close()
+        if precompressing is not None:
+            ray.cancel(precompressing, force=True)  # a no-op once it finished
     metrics = [dict(r.metrics) for r in grid if r.metrics]
     errors = [f"{type(e).__name__}: {e}".splitlines()[0] for e in grid.errors]
     return SweepOutcome(run_dir, metrics, errors)

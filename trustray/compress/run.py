@@ -14,6 +14,8 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,7 +180,34 @@ def compress(
         return CompressedModel(out, key, base.name, base.fingerprint, spec, calib_used, True, 0.0)
 
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=root))
+    # One process compresses a key at a time: a trial that needs a checkpoint the sweep's
+    # background compression is making waits for it instead of making it a second time.
+    with _key_lock(root / f"{out.name}.lock"):
+        record = read_record(out)
+        if record is not None and record.get("key") == key:
+            return CompressedModel(out, key, base.name, base.fingerprint, spec, calib_used, True, 0.0)
+        return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir)
+
+
+@contextmanager
+def _key_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (released when the holder exits, even by a crash)."""
+    import fcntl
+
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib: CalibrationSpec,
+                   calib_used: CalibrationSpec | None, source: CalibrationSource | None,
+                   data_dir: str | Path | None) -> CompressedModel:
+    """Compress into a temp directory beside ``out``, write the record last, rename into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    uses_data = calib_used is not None
     start = time.perf_counter()
     try:
         _seed_everything(calib.seed)
