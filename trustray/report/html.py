@@ -12,6 +12,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from trustray.compress.spec import family_of
+from trustray.metrics import MetricId
 from trustray.report.markdown import SEED_VARIANCE_LEGEND, compression, num, pm, seeds, text
 from trustray.scoring.perspectives import label
 from trustray.report.summary import Tables
@@ -74,9 +75,9 @@ def _table(t: Tables) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]
             _cell(seeds(r["calib_seeds"]), n_seeds),
             _cell(num(r["weight_bytes"] / 1e6), float(r["weight_bytes"])),
             _cell(num(r["model_size_bytes"] / 1e6), float(r["model_size_bytes"])),
-            *[_cell(pm(r[p], r[f"{p}_std"]), float(r[p])) for p in t.trust],
+            *[_cell(pm(r[p], r[MetricId(p, "std").column]), float(r[p])) for p in t.trust],
             _cell(pm(r["avg_trust"], r["avg_trust_std"]), float(r["avg_trust"])),
-            *[_cell(pm(r[p], r[f"{p}_std"]), float(r[p])) for p in t.utility],
+            *[_cell(pm(r[p], r[MetricId(p, "std").column]), float(r[p])) for p in t.utility],
             _cell(pm(r["perplexity"], r["perplexity_std"]), float(r["perplexity"])),
         ])
     return header, rows

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from trustray.compress.spec import family_of
+from trustray.metrics import MetricId
 from trustray.scoring.perspectives import label
 from trustray.report.summary import Tables
 
@@ -78,8 +79,8 @@ def render_markdown(t: Tables, run_name: str) -> str:
     out = [f"# Trust report: {run_name}", ""]
     header = [*SUMMARY_HEADER, *[label(p) for p in t.trust], "Avg trust", *[label(p) for p in t.utility], "PPL"]
     rows = [
-        [*summary_cells(r), *[pm(r[p], r[f"{p}_std"]) for p in t.trust],
-         pm(r["avg_trust"], r["avg_trust_std"]), *[pm(r[p], r[f"{p}_std"]) for p in t.utility],
+        [*summary_cells(r), *[pm(r[p], r[MetricId(p, "std").column]) for p in t.trust],
+         pm(r["avg_trust"], r["avg_trust_std"]), *[pm(r[p], r[MetricId(p, "std").column]) for p in t.utility],
          pm(r["perplexity"], r["perplexity_std"])]
         for _, r in s.iterrows()
     ]
@@ -98,7 +99,7 @@ def render_markdown(t: Tables, run_name: str) -> str:
     ):
         out += [f"## {title}", "", legend, "",
                 _table(["Setting", *[label(p) for p in [*t.trust, *t.utility]]],
-                       [[str(r["setting"]), *[num(r[f"{p}_{key}"]) for p in [*t.trust, *t.utility]]]
+                       [[str(r["setting"]), *[num(r[MetricId(p, key).column]) for p in [*t.trust, *t.utility]]]
                         for _, r in s.iterrows()]), ""]
     out += ["## 95 % confidence intervals", "",
             "Of each perspective's own score: a percentile bootstrap over calibration seeds where a setting has "
@@ -162,9 +163,10 @@ def _delta(r: pd.Series) -> str:
 
 
 def _ci(r: pd.Series, p: str) -> str:
-    lo, hi = num(r[f"{p}_ci_low"]), num(r[f"{p}_ci_high"])
+    lo, hi = num(r[MetricId(p, "ci_low").column]), num(r[MetricId(p, "ci_high").column])
     if not lo:
-        note = r.get(f"{p}_ci_note")
+        note = r.get(MetricId(p, "ci_note").column)
         return f"– ({note})" if isinstance(note, str) and note else ""
-    over = r[f"{p}_ci_over"]
-    return f"[{lo}, {hi}]" + (" (items)" if over == "items" else "") + (" †" if bool(r[f"{p}_ci_widened"]) else "")
+    over = r[MetricId(p, "ci_over").column]
+    widened = bool(r[MetricId(p, "ci_widened").column])
+    return f"[{lo}, {hi}]" + (" (items)" if over == "items" else "") + (" †" if widened else "")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trustray.compress.spec import family_of
+from trustray.metrics import MetricId
 from trustray.scoring.perspectives import label
 
 DENSE_BITS = 16
@@ -104,7 +105,8 @@ def refusal_rates(summary: pd.DataFrame, perspectives: list[str]) -> bytes:
     width = 0.8 / n
     x = np.arange(len(perspectives))
     for i, (_, r) in enumerate(summary.iterrows()):
-        vals = [float(r[f"{p}_refusal"]) if not pd.isna(r[f"{p}_refusal"]) else 0.0 for p in perspectives]
+        rates = [r[MetricId(p, "refusal").column] for p in perspectives]
+        vals = [0.0 if pd.isna(v) else float(v) for v in rates]
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(r["setting"]))
     ax.set_xticks(x)
     ax.set_xticklabels([label(p) for p in perspectives], rotation=30, ha="right")
