@@ -10,9 +10,12 @@ then steps of 1/8 of the power of two below it), and
   length (long enough to keep the matmuls busy, and no filler rows); shorter prompts run
   ``width(L)`` distinct prompts at a time in one left-padded ``width(L)`` × ``L`` pass, filler
   rows included. A prompt is prefilled once however many samples it asks for;
-- decode: the prefilled rows of a bucket are stacked (right-aligned at ``L``, masked zeros in
-  front) into batches of exactly ``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``
-  rows, so every decode step of a bucket has the same shape.
+- decode: a bucket's rows decode in ``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``
+  slots of one cache of ``L + max_tokens`` positions (a prompt right-aligned at ``L``, masked
+  zeros in front, its token ``t`` at ``L + t``). A slot whose row finishes takes the next row
+  at once (continuous batching), so passes do not carry finished rows; every pass has the same
+  shape and attends over every position, so a row's numbers do not depend on its slot, its
+  neighbours or when it started.
 
 - prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in blocks of
   ``prefix_block`` tokens from position 0, and the leading blocks an earlier prompt already
@@ -32,14 +35,14 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from trustray.engines.base import DType, ProgressCallback
-from trustray.engines.kernels import preallocated_cache, stacked_cache, use_gqa_attention
+from trustray.engines.kernels import SlotCache, preallocated_cache, use_gqa_attention
 from trustray.engines.prefix import PrefixStore, block_bounds, block_keys
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
@@ -202,7 +205,7 @@ class HFEngine:
             f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
-            f"{f'/prefill-solo{self.options.solo_prefill_tokens}' if self._stackable else '/prefill-padded'}"
+            f"{f'/prefill-solo{self.options.solo_prefill_tokens}/slots' if self._stackable else '/prefill-padded'}"
             f"{f'/prefix{self.options.prefix_block}' if self._reuse else ''}"
         )
 
@@ -254,22 +257,22 @@ class HFEngine:
             groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
+        def finished(done_rows: list[_Row], new_tokens: int) -> None:
+            nonlocal done_requests
+            for row in done_rows:
+                remaining[row.req] -= 1
+                done_requests += remaining[row.req] == 0
+            if progress:
+                progress(new_tokens, done_requests)
+
         for (length, _), members in sorted(groups.items()):
+            if self._stackable:
+                self._decode_slots(members, length, finished)
+                continue
             width = self.width(length)
-            sources: dict[int, _Source] = {}
             for k in range(0, len(members), width):
                 chunk = members[k : k + width]
-                if self._stackable:
-                    self._prefill_sources(members[k:], length, width, sources)
-                new_tokens = self._run_batch(chunk, length, sources)
-                following = members[k + width].req if k + width < len(members) else None
-                for req in {row.req for row in chunk} - {following}:  # a request's rows are contiguous
-                    sources.pop(req, None)
-                for row in chunk:
-                    remaining[row.req] -= 1
-                    done_requests += remaining[row.req] == 0
-                if progress:
-                    progress(new_tokens, done_requests)
+                finished(chunk, self._run_batch(chunk, length))
         elapsed = time.perf_counter() - start
         by_req: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
@@ -375,22 +378,89 @@ class HFEngine:
         return out.logits[:, -1, :].float(), cache
 
     @torch.inference_mode()
-    def _run_batch(self, rows: list[_Row], length: int, sources: dict[int, _Source]) -> int:
-        """Generate every row of one same-shape batch to completion; returns tokens generated.
+    def _decode_slots(self, members: list[_Row], length: int, finished: Callable[[list[_Row], int], None]) -> None:
+        """Decode a bucket's rows in ``width(length)`` slots of one fixed-shape cache: a slot whose
+        row finishes takes the next row at once (its prefilled KV copied in), so no pass carries
+        finished rows. Each pass has the same shape and a row's tokens sit at the same positions
+        whichever slot it gets, so its numbers depend on nothing but itself."""
+        width = self.width(length)
+        steps = members[0].sampling.max_tokens  # a group shares max_tokens
+        sources: dict[int, _Source] = {}
+        slots: list[_Row | None] = [None] * width
+        step = [0] * width
+        logits: torch.Tensor | None = None
+        cache: SlotCache | None = None
+        generators: list[torch.Generator | None] = [None] * width
+        next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
+        waiting = 0  # index of the next row to load into a free slot
+        produced = 0  # tokens not yet reported
+        while True:
+            for s in range(width):  # refill free slots, in row order
+                if slots[s] is not None or waiting == len(members):
+                    continue
+                row = members[waiting]
+                self._prefill_sources(members[waiting:], length, width, sources)
+                src = sources[row.req]
+                if cache is None:
+                    cache = SlotCache(src.prefill.cache, width, length, length + steps)
+                    logits = src.prefill.logits.new_zeros((width, src.prefill.logits.shape[-1]))
+                cache.load(s, src.prefill.cache, src.row)
+                logits[s] = src.prefill.logits[src.row]
+                slots[s], step[s] = row, 0
+                generators[s] = None if row.sampling.greedy else torch.Generator(device="cpu").manual_seed(row.seed)
+                waiting += 1
+                if waiting == len(members) or members[waiting].req != row.req:  # a request's rows are contiguous
+                    sources.pop(row.req, None)
+            if all(row is None for row in slots):
+                return
+            live = [g for g, row in zip(generators, slots) if row is not None]
+            # one vectorised argmax for every greedy row; sampled rows draw from the logits on CPU
+            greedy = logits.argmax(-1).tolist() if any(g is None for g in live) else None
+            sampled = logits.cpu() if any(g is not None for g in live) else None
+            done: list[_Row] = []
+            for s, row in enumerate(slots):
+                if row is None:
+                    continue
+                token = greedy[s] if generators[s] is None else self._select(sampled[s], row.sampling, generators[s])
+                next_ids[s] = token
+                produced += 1
+                self._advance(row, token)
+                if row.finish is not None:
+                    self._finish(row)
+                    done.append(row)
+                    slots[s] = None
+            if done:
+                finished(done, produced)
+                produced = 0
+            if all(row is None for row in slots):
+                continue  # nothing to decode this pass: refill first
+            mask = torch.zeros((width, 1, 1, length + steps), dtype=torch.bool)
+            positions = torch.empty((width, 1), dtype=torch.long)
+            for s, row in enumerate(slots):
+                if row is None:  # an idle slot decodes a pad token that attends only to itself
+                    next_ids[s], step[s] = self.pad_id, 0
+                    mask[s, 0, 0, length] = True
+                    positions[s, 0] = 0
+                    continue
+                mask[s, 0, 0, length - len(row.ids) : length + step[s] + 1] = True
+                positions[s, 0] = len(row.ids) + step[s]
+            cache.positions = torch.tensor([length + t for t in step], device=self.device)
+            out = self.model(
+                input_ids=next_ids[:, None].to(self.device), attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
+            for s, row in enumerate(slots):
+                step[s] += row is not None
 
-        With stackable caches, ``sources`` holds every row's prefill; the decode cache stacks
-        them right-aligned at ``length``. Otherwise the rows are prefilled together here.
-        """
+    @torch.inference_mode()
+    def _run_batch(self, rows: list[_Row], length: int) -> int:
+        """Models whose cache rows cannot be stacked: prefill one same-shape batch together and
+        generate every row to completion; returns tokens generated."""
         width = self.width(length) if self.options.deterministic else len(rows)
         steps = max(row.sampling.max_tokens for row in rows)
         _, full_mask = self._rows_tensor([row.ids for row in rows], length, width, steps)
-        if self._stackable:
-            picked = [sources[row.req] for row in rows]
-            picked += [picked[0]] * (width - len(rows))  # filler rows repeat row 0
-            logits = torch.stack([s.prefill.logits[s.row] for s in picked])
-            cache = stacked_cache([(s.prefill.cache, s.row) for s in picked], length, length + steps)
-        else:
-            logits, cache = self._prefill_padded([row.ids for row in rows], length, width, steps)
+        logits, cache = self._prefill_padded([row.ids for row in rows], length, width, steps)
         positions = torch.tensor([len(row.ids) for row in rows] + [len(rows[0].ids)] * (width - len(rows)),
                                  device=self.device)[:, None]
         generators = [

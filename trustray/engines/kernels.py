@@ -8,6 +8,8 @@ the whole KV cache in every layer at every decode step. ``torch``'s SDPA takes
 ``tests/test_engine_kernels.py``) without the copy. ``DynamicCache`` concatenates each new
 token onto the cache (another full copy per layer per step); ``PreallocatedLayer`` writes into
 a buffer sized for the whole generation and hands attention a view of its filled part.
+``SlotCache`` is the decode cache of continuous batching: fixed-shape rows that are refilled
+one at a time, each writing its new token at a position of its own.
 """
 
 from __future__ import annotations
@@ -129,20 +131,52 @@ def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
 
-def stacked_cache(rows: list[tuple[Cache, int]], length: int, capacity: int) -> Cache:
-    """A preallocated cache of ``len(rows)`` batch rows: row ``i`` holds batch row ``r`` of cache
-    ``c`` for ``(c, r) = rows[i]``, right-aligned to position ``length``. Positions in front of a
-    shorter source are zeros (they are masked; zeros keep a masked ``0 * value`` from being NaN)."""
-    out = preallocated_cache(len(rows[0][0].layers), capacity)
-    for layer, dst in enumerate(out.layers):
-        first = rows[0][0].layers[layer].keys
-        _, h, _, d = first.shape
-        keys = first.new_zeros((len(rows), h, capacity, d))
-        values = keys.clone()
-        for i, (cache, r) in enumerate(rows):
-            src = cache.layers[layer]
+class SlotLayer(DynamicLayer):
+    """One layer of a fixed-shape decode cache of ``slots`` rows × ``capacity`` positions in
+    which every row writes its new token at a position of its own (``SlotCache.positions``), so
+    rows at different steps share one decode pass. Attention always sees every position; a
+    4-D mask says which of them each row may attend to."""
+
+    def __init__(self, owner: "SlotCache") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        rows = torch.arange(key_states.shape[0], device=key_states.device)
+        pos = self.owner.positions
+        self.keys[rows, :, pos] = key_states[:, :, 0]
+        self.values[rows, :, pos] = value_states[:, :, 0]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.keys.shape[-2]
+
+
+class SlotCache(Cache):
+    """A decode cache whose rows (slots) are refilled independently: ``load`` copies a prefilled
+    prompt's rows into a slot, right-aligned to position ``length``; the token a slot decodes at
+    its step ``t`` is written at ``length + t`` (``positions``). A row's numbers depend only on
+    its own prompt and tokens: every decode pass has the same shape, and a slot's stale
+    positions are zeroed when it is refilled."""
+
+    def __init__(self, like: Cache, slots: int, length: int, capacity: int) -> None:
+        layers = []
+        for src in like.layers:
+            _, h, _, d = src.keys.shape
+            layer = SlotLayer(self)
+            layer.keys = src.keys.new_zeros((slots, h, capacity, d))
+            layer.values = layer.keys.clone()
+            layer.dtype, layer.device, layer.is_initialized = src.keys.dtype, src.keys.device, True
+            layers.append(layer)
+        super().__init__(layers=layers)
+        self.length = length
+        self.positions = torch.full((slots,), length, dtype=torch.long, device=layers[0].keys.device)
+
+    def load(self, slot: int, source: Cache, row: int) -> None:
+        """Put batch row ``row`` of prefilled ``source`` into ``slot``, right-aligned at ``length``."""
+        for dst, src in zip(self.layers, source.layers, strict=True):
             n = src.keys.shape[-2]
-            keys[i, :, length - n : length] = src.keys[r]
-            values[i, :, length - n : length] = src.values[r]
-        dst.adopt(keys, values, length)
-    return out
+            dst.keys[slot].zero_()
+            dst.values[slot].zero_()
+            dst.keys[slot, :, self.length - n : self.length] = src.keys[row]
+            dst.values[slot, :, self.length - n : self.length] = src.values[row]
