@@ -137,8 +137,12 @@ def test_continuous_batching_gives_each_row_what_it_gets_alone(embedded_model, m
     at once, yet every request (greedy or sampled, bf16) gets exactly what it gets alone, and the
     passes carry no finished rows (far fewer passes than fixed batches would run)."""
     engine = HFEngine(embedded_model, EngineOptions(dtype="bfloat16", batch_size=2, solo_prefill_tokens=solo))
-    reqs = [chat(i, q, max_tokens=32, **({"temperature": 1.0, "top_k": 50, "n": 3} if i % 2 else {}))
-            for i, q in enumerate(QUESTIONS + ["Say yes.", "Count to three."])]
+    long_q = "Describe, step by step and with examples, how bread is made, from flour to a baked loaf."
+    reqs = [chat(i, q, max_tokens=32 - 12 * (i % 3 == 2), **({"temperature": 1.0, "top_k": 50, "n": 3} if i % 2 else {}))
+            for i, q in enumerate(QUESTIONS + ["Say yes.", "Count to three.", long_q * 2])]
+    shapes = {(engine.options.bucket_length(len(engine.encode(r))), r.sampling.max_tokens) for r in reqs}
+    caches = {engine.options.decode_capacity(*shape) for shape in shapes}
+    assert len(caches) < len(shapes)  # rows of different buckets and budgets share a decode cache
     alone = [engine.generate([r])[0].texts for r in reqs]
     passes: list[int] = []
     forward = engine.model.forward
@@ -146,6 +150,15 @@ def test_continuous_batching_gives_each_row_what_it_gets_alone(embedded_model, m
     together = engine.generate(reqs[::-1])[::-1]
     assert [g.texts for g in together] == alone
     rows = [n for g in together for n in g.output_tokens]
-    assert len(rows) == 12 and max(rows) > 2 * min(rows)  # uneven rows: slots are refilled mid-bucket
-    fixed_batches = sum(max(rows[k : k + 2]) for k in range(0, len(rows), 2))  # old scheme, lower bound
+    assert len(rows) == 13 and max(rows) > 2 * min(rows)  # uneven rows: slots are refilled mid-bucket
+    fixed_batches = sum(max(rows[k : k + 2]) for k in range(0, len(rows), 2))  # fixed pairs, a lower bound
     assert len(passes) - len(reqs) < fixed_batches  # decode passes (prefill passes excluded)
+
+
+def test_decode_capacity_rounds_prompt_plus_budget_up_coarsely():
+    opts = EngineOptions()
+    assert opts.decode_capacity(32, 24) == 64 and opts.decode_capacity(64, 64) == 128
+    assert opts.decode_capacity(96, 64) == 192  # multiples of 64 up to 255
+    assert opts.decode_capacity(288, 20) == 384  # then half the power of two below
+    assert opts.decode_capacity(4096, 20) == 6144
+    assert all(opts.decode_capacity(n, m) >= n + m for n in range(32, 5000, 97) for m in (1, 20, 64, 150))

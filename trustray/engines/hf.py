@@ -10,12 +10,13 @@ then steps of 1/8 of the power of two below it), and
   length (long enough to keep the matmuls busy, and no filler rows); shorter prompts run
   ``width(L)`` distinct prompts at a time in one left-padded ``width(L)`` × ``L`` pass, filler
   rows included. A prompt is prefilled once however many samples it asks for;
-- decode: a bucket's rows decode in ``width(L) = clamp(max_batch_tokens // L, 1, batch_size)``
-  slots of one cache of ``L + max_tokens`` positions (a prompt right-aligned at ``L``, masked
-  zeros in front, its token ``t`` at ``L + t``). A slot whose row finishes takes the next row
-  at once (continuous batching), so passes do not carry finished rows; every pass has the same
-  shape and attends over every position, so a row's numbers do not depend on its slot, its
-  neighbours or when it started.
+- decode: a row decodes in a cache of ``C = decode_capacity(L, max_tokens)`` positions
+  (``L + max_tokens`` rounded up, so nearby buckets and budgets share one), its prompt ending at
+  ``C - max_tokens`` (masked zeros in front) and its token ``t`` just after. The rows of one ``C``
+  share ``width(C) = clamp(max_batch_tokens // C, 1, batch_size)`` slots; a slot whose row
+  finishes takes the next row at once (continuous batching), so passes do not carry finished
+  rows. Every pass has the same shape and attends over all ``C`` positions, so a row's numbers
+  do not depend on its slot, its neighbours or when it started.
 
 - prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in blocks of
   ``prefix_block`` tokens from position 0, and the leading blocks an earlier prompt already
@@ -86,6 +87,14 @@ class EngineOptions:
         if n > 256:
             step = max(step, 2 ** (n.bit_length() - 1) // 8)
         return max(step, math.ceil(n / step) * step)
+
+    def decode_capacity(self, length: int, max_tokens: int) -> int:
+        """The decode cache length of a prompt of bucket ``length`` asking ``max_tokens``:
+        ``length + max_tokens`` rounded up to a multiple of 64, or of half the power of two below
+        it when longer, so rows of nearby buckets and budgets share one cache."""
+        need = length + max_tokens
+        step = max(64, 2 ** (need.bit_length() - 1) // 2)
+        return math.ceil(need / step) * step
 
     def prefills_alone(self, n: int) -> bool:
         """Whether an ``n``-token prompt is prefilled alone (the path that reuses shared prefixes)."""
@@ -250,13 +259,16 @@ class HFEngine:
             for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
             for j in range(r.sampling.n)
         ]
-        # Rows whose prompts share a length bucket and max_tokens decode together in fixed-width
-        # batches; a prompt is prefilled once however many samples it asks for.
+        # With stackable caches, rows whose prompt bucket + max_tokens round to one cache length
+        # decode together in its slots; otherwise rows of one bucket and max_tokens decode in
+        # fixed-width batches. Either way a prompt is prefilled once for all its samples.
         groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
         for row in rows:
-            groups[(self._bucket(len(row.ids)), row.sampling.max_tokens)].append(row)
+            length, steps = self._bucket(len(row.ids)), row.sampling.max_tokens
+            groups[(self.options.decode_capacity(length, steps), 0) if self._stackable else (length, steps)].append(row)
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
+
         def finished(done_rows: list[_Row], new_tokens: int) -> None:
             nonlocal done_requests
             for row in done_rows:
@@ -266,7 +278,8 @@ class HFEngine:
                 progress(new_tokens, done_requests)
 
         for (length, _), members in sorted(groups.items()):
-            if self._stackable:
+            if self._stackable:  # ``length`` is the decode cache's
+                members.sort(key=lambda r: (self._bucket(len(r.ids)), r.sampling.max_tokens))  # stable
                 self._decode_slots(members, length, finished)
                 continue
             width = self.width(length)
@@ -293,26 +306,28 @@ class HFEngine:
         return self.options.bucket_length(n)
 
     def width(self, length: int) -> int:
-        """Rows per forward pass for prompts of bucket ``length`` (fixed per length)."""
+        """Rows per forward pass over ``length`` positions (a prefill bucket or a decode cache)."""
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
-    def _prefill_sources(self, upcoming: list[_Row], length: int, width: int, sources: dict[int, _Source]) -> None:
-        """Prefill the prompts of the next decode batch (``upcoming[:width]``) not yet prefilled.
+    def _prefill_next(self, upcoming: list[_Row], sources: dict[int, _Source]) -> _Source:
+        """The prefill of ``upcoming[0]``'s prompt, computed now if not yet in ``sources``.
 
-        A long bucket prefills each prompt alone; a short one prefills the next ``width``
-        distinct prompts together in one fixed-shape pass. Either way a prompt's numbers depend
-        only on the prompt and its bucket, never on its neighbours.
+        A prompt of a long bucket is prefilled alone; one of a short bucket ``L`` together with
+        the next prompts of bucket ``L`` in ``upcoming`` not yet prefilled, ``width(L)`` of them
+        in one fixed-shape padded pass. Either way a prompt's numbers depend only on the prompt
+        and its bucket, never on its neighbours.
         """
-        if all(row.req in sources for row in upcoming[:width]):
-            return
+        first = upcoming[0]
+        if first.req in sources:
+            return sources[first.req]
+        length = self._bucket(len(first.ids))
         if length >= self.options.solo_prefill_tokens:
-            for row in upcoming[:width]:
-                if row.req not in sources:
-                    sources[row.req] = _Source(self._prefill_prompt(row.ids), 0)
-            return
+            sources[first.req] = _Source(self._prefill_prompt(first.ids), 0)
+            return sources[first.req]
+        width = self.width(length)
         batch: dict[int, list[int]] = {}
-        for row in upcoming:  # the next ``width`` distinct prompts, starting with the needed ones
-            if row.req not in sources and row.req not in batch:
+        for row in upcoming:  # the next ``width`` distinct prompts of this bucket, the needed one first
+            if row.req not in sources and row.req not in batch and self._bucket(len(row.ids)) == length:
                 if len(batch) == width:
                     break
                 batch[row.req] = row.ids
@@ -320,6 +335,7 @@ class HFEngine:
         prefill = _Prefill(*self._prefill_padded(list(batch.values()), length, rows, 0))
         for i, req in enumerate(batch):
             sources[req] = _Source(prefill, i)
+        return sources[first.req]
 
     def _rows_tensor(self, prompts: list[list[int]], length: int, width: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ids (width × length) and a mask over the prompt plus ``extra`` positions."""
@@ -378,16 +394,17 @@ class HFEngine:
         return out.logits[:, -1, :].float(), cache
 
     @torch.inference_mode()
-    def _decode_slots(self, members: list[_Row], length: int, finished: Callable[[list[_Row], int], None]) -> None:
-        """Decode a bucket's rows in ``width(length)`` slots of one fixed-shape cache: a slot whose
-        row finishes takes the next row at once (its prefilled KV copied in), so no pass carries
-        finished rows. Each pass has the same shape and a row's tokens sit at the same positions
-        whichever slot it gets, so its numbers depend on nothing but itself."""
-        width = self.width(length)
-        steps = members[0].sampling.max_tokens  # a group shares max_tokens
+    def _decode_slots(self, members: list[_Row], capacity: int, finished: Callable[[list[_Row], int], None]) -> None:
+        """Decode rows in ``width(capacity)`` slots of one fixed-shape cache of ``capacity``
+        positions: a row's prompt ends at ``capacity - max_tokens`` and its token ``t`` sits just
+        after. A slot whose row finishes takes the next row at once (its prefilled KV copied in),
+        so no pass carries finished rows. Every pass has the same shape and a row sits at the same
+        positions whichever slot it gets, so its numbers depend on nothing but itself."""
+        width = self.width(capacity)
         sources: dict[int, _Source] = {}
         slots: list[_Row | None] = [None] * width
         step = [0] * width
+        end = [0] * width  # where a slot's prompt ends
         logits: torch.Tensor | None = None
         cache: SlotCache | None = None
         generators: list[torch.Generator | None] = [None] * width
@@ -399,12 +416,12 @@ class HFEngine:
                 if slots[s] is not None or waiting == len(members):
                     continue
                 row = members[waiting]
-                self._prefill_sources(members[waiting:], length, width, sources)
-                src = sources[row.req]
+                src = self._prefill_next(members[waiting:], sources)
                 if cache is None:
-                    cache = SlotCache(src.prefill.cache, width, length, length + steps)
+                    cache = SlotCache(src.prefill.cache, width, capacity)
                     logits = src.prefill.logits.new_zeros((width, src.prefill.logits.shape[-1]))
-                cache.load(s, src.prefill.cache, src.row)
+                end[s] = capacity - row.sampling.max_tokens
+                cache.load(s, src.prefill.cache, src.row, end[s])
                 logits[s] = src.prefill.logits[src.row]
                 slots[s], step[s] = row, 0
                 generators[s] = None if row.sampling.greedy else torch.Generator(device="cpu").manual_seed(row.seed)
@@ -434,17 +451,18 @@ class HFEngine:
                 produced = 0
             if all(row is None for row in slots):
                 continue  # nothing to decode this pass: refill first
-            mask = torch.zeros((width, 1, 1, length + steps), dtype=torch.bool)
-            positions = torch.empty((width, 1), dtype=torch.long)
+            mask = torch.zeros((width, 1, 1, capacity), dtype=torch.bool)
+            at = [0] * width  # where each slot writes this pass's token
+            positions = torch.zeros((width, 1), dtype=torch.long)
             for s, row in enumerate(slots):
                 if row is None:  # an idle slot decodes a pad token that attends only to itself
                     next_ids[s], step[s] = self.pad_id, 0
-                    mask[s, 0, 0, length] = True
-                    positions[s, 0] = 0
+                    mask[s, 0, 0, 0] = True
                     continue
-                mask[s, 0, 0, length - len(row.ids) : length + step[s] + 1] = True
+                at[s] = end[s] + step[s]
+                mask[s, 0, 0, end[s] - len(row.ids) : at[s] + 1] = True
                 positions[s, 0] = len(row.ids) + step[s]
-            cache.positions = torch.tensor([length + t for t in step], device=self.device)
+            cache.positions = torch.tensor(at, device=self.device)
             out = self.model(
                 input_ids=next_ids[:, None].to(self.device), attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,

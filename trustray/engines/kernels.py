@@ -154,12 +154,12 @@ class SlotLayer(DynamicLayer):
 
 class SlotCache(Cache):
     """A decode cache whose rows (slots) are refilled independently: ``load`` copies a prefilled
-    prompt's rows into a slot, right-aligned to position ``length``; the token a slot decodes at
-    its step ``t`` is written at ``length + t`` (``positions``). A row's numbers depend only on
+    prompt's rows into a slot, ending at a position of the caller's choice; each pass writes a
+    slot's new token at its own position (``positions``). A row's numbers depend only on
     its own prompt and tokens: every decode pass has the same shape, and a slot's stale
     positions are zeroed when it is refilled."""
 
-    def __init__(self, like: Cache, slots: int, length: int, capacity: int) -> None:
+    def __init__(self, like: Cache, slots: int, capacity: int) -> None:
         layers = []
         for src in like.layers:
             _, h, _, d = src.keys.shape
@@ -169,14 +169,13 @@ class SlotCache(Cache):
             layer.dtype, layer.device, layer.is_initialized = src.keys.dtype, src.keys.device, True
             layers.append(layer)
         super().__init__(layers=layers)
-        self.length = length
-        self.positions = torch.full((slots,), length, dtype=torch.long, device=layers[0].keys.device)
+        self.positions = torch.zeros((slots,), dtype=torch.long, device=layers[0].keys.device)
 
-    def load(self, slot: int, source: Cache, row: int) -> None:
-        """Put batch row ``row`` of prefilled ``source`` into ``slot``, right-aligned at ``length``."""
+    def load(self, slot: int, source: Cache, row: int, end: int) -> None:
+        """Put batch row ``row`` of prefilled ``source`` into ``slot``, its last position at ``end - 1``."""
         for dst, src in zip(self.layers, source.layers, strict=True):
             n = src.keys.shape[-2]
             dst.keys[slot].zero_()
             dst.values[slot].zero_()
-            dst.keys[slot, :, self.length - n : self.length] = src.keys[row]
-            dst.values[slot, :, self.length - n : self.length] = src.values[row]
+            dst.keys[slot, :, end - n : end] = src.keys[row]
+            dst.values[slot, :, end - n : end] = src.values[row]
