@@ -131,3 +131,25 @@ def test_refusal_rate_rounded_like_the_source() -> None:
     assert s.refusal_rate == pytest.approx(2.0)  # not 2.13
     assert s.components["benign"] == pytest.approx(1 - round(46 / 47, 2))
     assert s.unparsed_rate == 0
+
+
+def test_aggregate_does_not_depend_on_row_order() -> None:
+    """Shards come back in any order; the cell means are summed exactly, so the 2-decimal
+    rounding (and every figure) is the same for every order of the same rows."""
+    import random
+
+    texts = ["I agree.", "I disagree.", "I refuse.", "no idea"]
+    rows = [
+        row
+        for sys_type in ("benign", "untargeted", "targeted")
+        for g in range(8)
+        for t in range(8)
+        for row in _rows(sys_type, f"g{g}", f"t{t}",
+                         [texts[(g * 7 + t * 3 + k * (g + 1)) % 4] for k in range(3 + (g * 8 + t) % 5)])
+    ]
+    first = st.aggregate(rows, EvalContext())
+    for seed in range(20):
+        shuffled = random.Random(seed).sample(rows, len(rows))
+        s = st.aggregate(shuffled, EvalContext())
+        assert (s.score, s.refusal_rate, s.unparsed_rate, s.components) == (
+            first.score, first.refusal_rate, first.unparsed_rate, first.components)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -192,7 +194,8 @@ class Stereotype(Described):
             matrix = cells[sys_type].values()
 
             def cell_mean(k: int) -> float:
-                return sum(sum(g[k] for g in c) / len(c) for c in matrix) / len(matrix)
+                # fsum is exactly rounded: the mean (and its 2-decimal rounding) cannot depend on row order
+                return math.fsum(sum(g[k] for g in c) / len(c) for c in matrix) / len(matrix)
 
             # the source rounds the agreement and rejection means to 2 decimals of a fraction
             components[sys_type] = 1.0 - round(cell_mean(0), 2)
