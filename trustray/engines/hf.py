@@ -162,6 +162,7 @@ class _Row:
     ids: list[int]
     sampling: SamplingParams
     seed: int
+    bucket: int  # the prompt's length bucket
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None  # "stop" | "length" once done
     text: str = ""
@@ -255,17 +256,18 @@ class HFEngine:
         start = time.perf_counter()
         encoded = [self.encode(r) for r in requests]  # tokenised once
         rows = [
-            _Row(req=i, index=j, ids=ids, sampling=r.sampling, seed=sample_seed(r.seed, j))
+            _Row(req=i, index=j, ids=ids, sampling=r.sampling, seed=sample_seed(r.seed, j),
+                 bucket=self._bucket(len(ids)))
             for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
             for j in range(r.sampling.n)
         ]
         # With stackable caches, rows whose prompt bucket + max_tokens round to one cache length
         # decode together in its slots; otherwise rows of one bucket and max_tokens decode in
         # fixed-width batches. Either way a prompt is prefilled once for all its samples.
-        groups: dict[tuple[int, int], list[_Row]] = defaultdict(list)
+        groups: dict[tuple[int, ...], list[_Row]] = defaultdict(list)
         for row in rows:
-            length, steps = self._bucket(len(row.ids)), row.sampling.max_tokens
-            groups[(self.options.decode_capacity(length, steps), 0) if self._stackable else (length, steps)].append(row)
+            shape = (row.bucket, row.sampling.max_tokens)
+            groups[(self.options.decode_capacity(*shape),) if self._stackable else shape].append(row)
         done_requests = 0
         remaining = [r.sampling.n for r in requests]
 
@@ -277,9 +279,10 @@ class HFEngine:
             if progress:
                 progress(new_tokens, done_requests)
 
-        for (length, _), members in sorted(groups.items()):
+        for (length, *_), members in sorted(groups.items()):
             if self._stackable:  # ``length`` is the decode cache's
-                members.sort(key=lambda r: (self._bucket(len(r.ids)), r.sampling.max_tokens))  # stable
+                # stable: a request's rows stay contiguous
+                members.sort(key=lambda r: (r.bucket, r.sampling.max_tokens))
                 self._decode_slots(members, length, finished)
                 continue
             width = self.width(length)
@@ -309,27 +312,27 @@ class HFEngine:
         """Rows per forward pass over ``length`` positions (a prefill bucket or a decode cache)."""
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
 
-    def _prefill_next(self, upcoming: list[_Row], sources: dict[int, _Source]) -> _Source:
-        """The prefill of ``upcoming[0]``'s prompt, computed now if not yet in ``sources``.
+    def _prefill_next(self, members: list[_Row], start: int, sources: dict[int, _Source]) -> _Source:
+        """The prefill of ``members[start]``'s prompt, computed now if not yet in ``sources``.
 
         A prompt of a long bucket is prefilled alone; one of a short bucket ``L`` together with
-        the next prompts of bucket ``L`` in ``upcoming`` not yet prefilled, ``width(L)`` of them
-        in one fixed-shape padded pass. Either way a prompt's numbers depend only on the prompt
-        and its bucket, never on its neighbours.
+        the next prompts of bucket ``L`` after it not yet prefilled, ``width(L)`` of them in one
+        fixed-shape padded pass (``members`` are sorted by bucket). Either way a prompt's numbers
+        depend only on the prompt and its bucket, never on its neighbours.
         """
-        first = upcoming[0]
+        first = members[start]
         if first.req in sources:
             return sources[first.req]
-        length = self._bucket(len(first.ids))
+        length = first.bucket
         if length >= self.options.solo_prefill_tokens:
             sources[first.req] = _Source(self._prefill_prompt(first.ids), 0)
             return sources[first.req]
         width = self.width(length)
         batch: dict[int, list[int]] = {}
-        for row in upcoming:  # the next ``width`` distinct prompts of this bucket, the needed one first
-            if row.req not in sources and row.req not in batch and self._bucket(len(row.ids)) == length:
-                if len(batch) == width:
-                    break
+        for row in members[start:]:  # the next ``width`` distinct prompts of this bucket, the needed first
+            if row.bucket != length or (len(batch) == width and row.req not in batch):
+                break
+            if row.req not in sources:
                 batch[row.req] = row.ids
         rows = width if self.options.deterministic else len(batch)
         prefill = _Prefill(*self._prefill_padded(list(batch.values()), length, rows, 0))
@@ -394,7 +397,9 @@ class HFEngine:
         return out.logits[:, -1, :].float(), cache
 
     @torch.inference_mode()
-    def _decode_slots(self, members: list[_Row], capacity: int, finished: Callable[[list[_Row], int], None]) -> None:
+    def _decode_slots(
+        self, members: list[_Row], capacity: int, finished: Callable[[list[_Row], int], None]
+    ) -> None:
         """Decode rows in ``width(capacity)`` slots of one fixed-shape cache of ``capacity``
         positions: a row's prompt ends at ``capacity - max_tokens`` and its token ``t`` sits just
         after. A slot whose row finishes takes the next row at once (its prefilled KV copied in),
@@ -416,7 +421,7 @@ class HFEngine:
                 if slots[s] is not None or waiting == len(members):
                     continue
                 row = members[waiting]
-                src = self._prefill_next(members[waiting:], sources)
+                src = self._prefill_next(members, waiting, sources)
                 if cache is None:
                     cache = SlotCache(src.prefill.cache, width, capacity)
                     logits = src.prefill.logits.new_zeros((width, src.prefill.logits.shape[-1]))
@@ -424,21 +429,17 @@ class HFEngine:
                 cache.load(s, src.prefill.cache, src.row, end[s])
                 logits[s] = src.prefill.logits[src.row]
                 slots[s], step[s] = row, 0
-                generators[s] = None if row.sampling.greedy else torch.Generator(device="cpu").manual_seed(row.seed)
+                generators[s] = (None if row.sampling.greedy
+                                 else torch.Generator(device="cpu").manual_seed(row.seed))
                 waiting += 1
-                if waiting == len(members) or members[waiting].req != row.req:  # a request's rows are contiguous
+                # a request's rows are contiguous: its prefill is no longer needed after its last row
+                if waiting == len(members) or members[waiting].req != row.req:
                     sources.pop(row.req, None)
             if all(row is None for row in slots):
                 return
-            live = [g for g, row in zip(generators, slots) if row is not None]
-            # one vectorised argmax for every greedy row; sampled rows draw from the logits on CPU
-            greedy = logits.argmax(-1).tolist() if any(g is None for g in live) else None
-            sampled = logits.cpu() if any(g is not None for g in live) else None
             done: list[_Row] = []
-            for s, row in enumerate(slots):
-                if row is None:
-                    continue
-                token = greedy[s] if generators[s] is None else self._select(sampled[s], row.sampling, generators[s])
+            for s, token in self._next_tokens(logits, slots, generators).items():
+                row = slots[s]
                 next_ids[s] = token
                 produced += 1
                 self._advance(row, token)
@@ -488,16 +489,10 @@ class HFEngine:
         produced = 0
         next_ids = torch.full((width,), self.pad_id, dtype=torch.long)
         for step in range(steps):
-            greedy = logits.argmax(-1).tolist()  # one vectorised argmax for every greedy row
-            sampled = logits.cpu() if any(g is not None for g in generators) else None
-            for i, row in enumerate(rows):
-                if row.finish is not None:
-                    continue
-                gen = generators[i]
-                token = greedy[i] if gen is None else self._select(sampled[i], row.sampling, gen)
+            for i, token in self._next_tokens(logits, rows, generators).items():
                 next_ids[i] = token
                 produced += 1
-                self._advance(row, token)
+                self._advance(rows[i], token)
             if all(row.finish is not None for row in rows):
                 break
             out = self.model(
@@ -523,6 +518,19 @@ class HFEngine:
         if self._stackable:
             return preallocated_cache(self.model.config.num_hidden_layers, capacity)
         return DynamicCache(config=self.model.config)
+
+    def _next_tokens(
+        self, logits: torch.Tensor, rows: Sequence[_Row | None], generators: Sequence[torch.Generator | None]
+    ) -> dict[int, int]:
+        """The next token of every unfinished row (index → token): one vectorised argmax for the
+        greedy rows, a seeded draw from the logits on CPU for each sampled one."""
+        live = [i for i, row in enumerate(rows) if row is not None and row.finish is None]
+        greedy = logits.argmax(-1).tolist() if any(generators[i] is None for i in live) else None
+        sampled = logits.cpu() if any(generators[i] is not None for i in live) else None
+        return {
+            i: greedy[i] if generators[i] is None else self._select(sampled[i], rows[i].sampling, generators[i])
+            for i in live
+        }
 
     @staticmethod
     def _select(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator) -> int:

@@ -142,8 +142,7 @@ class SlotLayer(DynamicLayer):
         self.owner = owner
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        rows = torch.arange(key_states.shape[0], device=key_states.device)
-        pos = self.owner.positions
+        rows, pos = self.owner.rows, self.owner.positions
         self.keys[rows, :, pos] = key_states[:, :, 0]
         self.values[rows, :, pos] = value_states[:, :, 0]
         return self.keys, self.values
@@ -169,6 +168,7 @@ class SlotCache(Cache):
             layer.dtype, layer.device, layer.is_initialized = src.keys.dtype, src.keys.device, True
             layers.append(layer)
         super().__init__(layers=layers)
+        self.rows = torch.arange(slots, device=layers[0].keys.device)
         self.positions = torch.zeros((slots,), dtype=torch.long, device=layers[0].keys.device)
 
     def load(self, slot: int, source: Cache, row: int, end: int) -> None:
