@@ -18,6 +18,12 @@ def test_block_bounds_leave_the_last_token_to_compute():
     assert block_bounds(4, 4) == []
 
 
+def test_block_bounds_widen_to_four_blocks():
+    # blocks as long as the prefix before them, up to 4 blocks: few wide passes for a long prompt
+    assert block_bounds(2200, 128) == [128, 256, 512, 1024, 1536, 2048]
+    assert block_bounds(40, 4) == [4, 8, 16, 32]
+
+
 def test_block_keys_depend_on_the_whole_prefix():
     a, b = list(range(12)), list(range(12))
     b[1] = 99

@@ -141,6 +141,9 @@ class ResourceSpec(_Spec):
     """Ray resources: evaluator actors per trial, CPUs per part, concurrent trials, shard size."""
 
     evaluators: int = Field(2, ge=1)
+    # shards each evaluator runs at once: while one shard's last generations finish (and it
+    # parses, scores and commits), the next one's requests already keep the replicas busy
+    shards_per_evaluator: int = Field(2, ge=1)
     evaluator_cpus: float = Field(0.1, ge=0)
     trial_cpus: float = Field(0.1, ge=0)
     model_cpus: float = Field(1.0, ge=0)

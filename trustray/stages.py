@@ -176,32 +176,42 @@ def serve_config(trial: TrialSpec, checkpoint: Path, config_id: str, run_dir: Pa
 def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork, run_dir: Path | RunDir,
                     ctx: EvalContext, provenance: dict[str, Any], progress: Progress | None = None) -> EvalOutcome:
     """Run the pending shards on ``resources.evaluators`` evaluator actors against the served app,
-    committing their rows into ``run_dir``."""
+    ``resources.shards_per_evaluator`` at a time each, committing their rows into ``run_dir``."""
     import ray
-    from ray.util import ActorPool
 
     from trustray.evaluate.actor import EvaluatorActor
     from trustray.serve import model_handle
 
     res = trial.resources
     work = {(s.perspective, s.index): s.work for s, _ in pending.shards}  # results name their shard by key
+    queue = iter(pending.shards)
+    running: dict[Any, Any] = {}  # shard task -> the actor running it
     actors: list[Any] = []
+
+    def submit(actor: Any) -> None:
+        job = next(queue, None)
+        if job is not None:
+            running[actor.run_shard.remote(str(RunDir(run_dir).root), job[0], job[1], ctx, provenance,
+                                           served.config_id, str(served.checkpoint))] = actor
+
     try:
         actors = [
             EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
             for _ in range(min(res.evaluators, len(pending.shards)))
         ]
-        jobs = ActorPool(actors).map_unordered(
-            lambda a, job: a.run_shard.remote(str(RunDir(run_dir).root), job[0], job[1], ctx, provenance,
-                                              served.config_id, str(served.checkpoint)),
-            pending.shards,
-        )
+        for _ in range(res.shards_per_evaluator):
+            for a in actors:
+                submit(a)
         status(progress, f"evaluating {trial.label()}: {len(pending.shards)} shards")
-        for result in jobs:
+        while running:
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            actor = running.pop(ref)
+            result = ray.get(ref)
             if progress and progress.on_shard:
                 progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
             if progress and progress.on_work:
                 progress.on_work(result.items, work[(result.perspective, result.index)])
+            submit(actor)
         seconds = time.perf_counter() - served.started
         return EvalOutcome(seconds, _engine_stats(model_handle(served.config_id), res.model_replicas))
     finally:

@@ -8,8 +8,8 @@ then steps of 1/8 of the power of two below it), and
 
 - prefill: a prompt of a bucket of at least ``solo_prefill_tokens`` runs alone at its own
   length (long enough to keep the matmuls busy, and no filler rows); shorter prompts run
-  ``width(L)`` distinct prompts at a time in one left-padded ``width(L)`` × ``L`` pass, filler
-  rows included. A prompt is prefilled once however many samples it asks for;
+  ``prefill_width(L) = clamp(prefill_batch_tokens // L, 1, batch_size)`` distinct prompts at a
+  time in one left-padded ``prefill_width(L)`` × ``L`` pass, filler rows included. A prompt is prefilled once however many samples it asks for;
 - decode: a row decodes in a cache of ``C = decode_capacity(L, max_tokens)`` positions
   (``L + max_tokens`` rounded up, so nearby buckets and budgets share one), its prompt ending at
   ``C - max_tokens`` (masked zeros in front) and its token ``t`` just after. The rows of one ``C``
@@ -18,8 +18,9 @@ then steps of 1/8 of the power of two below it), and
   rows. Every pass has the same shape and attends over all ``C`` positions, so a row's numbers
   do not depend on its slot, its neighbours or when it started.
 
-- prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in blocks of
-  ``prefix_block`` tokens from position 0, and the leading blocks an earlier prompt already
+- prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in
+  blocks from position 0 (``prefix_block`` tokens, then as long as the prefix before them up to
+  four blocks), and the leading blocks an earlier prompt already
   computed are copied from an LRU store instead (``trustray.engines.prefix``).
 
 Every shape depends only on the prompt itself. Sampling draws every sample from its own
@@ -58,7 +59,11 @@ class EngineOptions:
     bucket: int = 32
     deterministic: bool = True
     device: str = "auto"
-    max_batch_tokens: int = 8192  # prompt tokens per forward pass (bounds memory and filler cost)
+    max_batch_tokens: int = 16384  # cache positions per decode pass (bounds memory and attention cost)
+    # Prompt tokens per padded prefill pass: a short bucket ``L`` is prefilled
+    # ``prefill_batch_tokens // L`` prompts at a time (filler rows included), so a bucket holding
+    # a few prompts pays for a few hundred filler tokens, not for ``batch_size`` rows.
+    prefill_batch_tokens: int = 1024
     # Prompts whose bucket is at least this long are prefilled alone, unpadded (a lone prompt
     # that long keeps the matmuls busy, and filler rows would cost whole prompts); shorter ones
     # are prefilled ``width`` prompts at a time in one fixed-shape padded pass.
@@ -75,6 +80,8 @@ class EngineOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.bucket < 1:
             raise ValueError(f"bucket must be >= 1, got {self.bucket}")
+        if self.prefill_batch_tokens < 1:
+            raise ValueError(f"prefill_batch_tokens must be >= 1, got {self.prefill_batch_tokens}")
         if self.solo_prefill_tokens < 1:
             raise ValueError(f"solo_prefill_tokens must be >= 1, got {self.solo_prefill_tokens}")
         if self.prefix_block < 1:
@@ -215,9 +222,13 @@ class HFEngine:
             f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
-            f"{f'/prefill-solo{self.options.solo_prefill_tokens}/slots' if self._stackable else '/prefill-padded'}"
-            f"{f'/prefix{self.options.prefix_block}' if self._reuse else ''}"
+            f"{self._layout() if self._stackable else '/prefill-padded'}"
+            f"{f'/prefix{self.options.prefix_block}x4' if self._reuse else ''}"
         )
+
+    def _layout(self) -> str:
+        o = self.options
+        return f"/prefill-solo{o.solo_prefill_tokens}-p{o.prefill_batch_tokens}/slots-d{o.max_batch_tokens}"
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -309,8 +320,12 @@ class HFEngine:
         return self.options.bucket_length(n)
 
     def width(self, length: int) -> int:
-        """Rows per forward pass over ``length`` positions (a prefill bucket or a decode cache)."""
+        """Rows per decode pass over a cache of ``length`` positions."""
         return max(1, min(self.options.batch_size, self.options.max_batch_tokens // length))
+
+    def prefill_width(self, length: int) -> int:
+        """Prompts per padded prefill pass over bucket ``length``."""
+        return max(1, min(self.options.batch_size, self.options.prefill_batch_tokens // length))
 
     def _prefill_next(self, members: list[_Row], start: int, sources: dict[int, _Source]) -> _Source:
         """The prefill of ``members[start]``'s prompt, computed now if not yet in ``sources``.
@@ -327,7 +342,7 @@ class HFEngine:
         if length >= self.options.solo_prefill_tokens:
             sources[first.req] = _Source(self._prefill_prompt(first.ids), 0)
             return sources[first.req]
-        width = self.width(length)
+        width = self.prefill_width(length)
         batch: dict[int, list[int]] = {}
         for row in members[start:]:  # the next ``width`` distinct prompts of this bucket, the needed first
             if row.bucket != length or (len(batch) == width and row.req not in batch):

@@ -23,9 +23,15 @@ import torch
 
 
 def block_bounds(n: int, block: int) -> list[int]:
-    """Ends of the reusable blocks of an ``n``-token prompt: multiples of ``block`` below ``n``
-    (the block holding the last token is always computed, for its logits)."""
-    return list(range(block, n, block))
+    """Ends of the reusable blocks of an ``n``-token prompt, below ``n`` (the block holding the
+    last token is always computed, for its logits): ``block``, then blocks as long as the
+    prefix before them up to ``4 × block`` (128, 256, 512, 1024, 1536, ... for 128), so a long
+    prompt runs in a few wide forward passes instead of many narrow ones."""
+    bounds, end = [], block
+    while end < n:
+        bounds.append(end)
+        end += min(end, 4 * block)
+    return bounds
 
 
 def block_keys(prompt: list[int], bounds: list[int]) -> list[bytes]:
