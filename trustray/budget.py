@@ -35,12 +35,12 @@ class Budget:
 
 
 # Sums per config with smollm2-135m's tokenizer (`trustray data stats --profile P`):
-#   smoke 124k prompt / 2.4k output; quick 195k / 55k; paper 42.1M / 52.4M.
+#   smoke 124k prompt / 2.4k output; quick 189k / 34k; paper 42.1M / 52.4M.
 # quick is the laptop demo (`make sweep`); paper is the full protocol, unchanged: its budget
 # records its size rather than shaping it.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(prompt_tokens=130_000, output_tokens=5_000),
-    "quick": Budget(prompt_tokens=200_000, output_tokens=60_000),
+    "quick": Budget(prompt_tokens=200_000, output_tokens=40_000),
     "paper": Budget(prompt_tokens=45_000_000, output_tokens=55_000_000),
 }
 

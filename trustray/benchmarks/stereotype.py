@@ -40,7 +40,7 @@ class _Plan:
 
 PLANS: dict[str, _Plan] = {
     "smoke": _Plan(per_cell=None, n=2, max_tokens=24),  # smoke subsets per system type instead
-    "quick": _Plan(per_cell=1, n=5, max_tokens=64),
+    "quick": _Plan(per_cell=1, n=3, max_tokens=64),
     "paper": _Plan(per_cell=None, n=25, max_tokens=150),
 }
 SMOKE_PER_SYSTEM = 3

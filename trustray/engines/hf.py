@@ -59,7 +59,7 @@ class EngineOptions:
     bucket: int = 32
     deterministic: bool = True
     device: str = "auto"
-    max_batch_tokens: int = 16384  # cache positions per decode pass (bounds memory and attention cost)
+    max_batch_tokens: int = 32768  # cache positions per decode pass (bounds memory and attention cost)
     # Prompt tokens per padded prefill pass: a short bucket ``L`` is prefilled
     # ``prefill_batch_tokens // L`` prompts at a time (filler rows included), so a bucket holding
     # a few prompts pays for a few hundred filler tokens, not for ``batch_size`` rows.
