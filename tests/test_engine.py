@@ -162,3 +162,16 @@ def test_decode_capacity_rounds_prompt_plus_budget_up_coarsely():
     assert opts.decode_capacity(288, 20) == 384  # then half the power of two below
     assert opts.decode_capacity(4096, 20) == 6144
     assert all(opts.decode_capacity(n, m) >= n + m for n in range(32, 5000, 97) for m in (1, 20, 64, 150))
+
+
+def test_padded_prefills_are_sized_by_prompt_tokens_and_decode_by_cache_positions(embedded_model):
+    """A short bucket is prefilled ``prefill_batch_tokens // L`` prompts at a time (so a bucket of
+    a few prompts pays for at most that many filler tokens), a decode cache holds
+    ``max_batch_tokens // C`` rows; both within ``batch_size``."""
+    engine = HFEngine(embedded_model, EngineOptions(batch_size=64, prefill_batch_tokens=1024,
+                                                    max_batch_tokens=32768))
+    assert [engine.prefill_width(n) for n in (32, 64, 128, 224)] == [32, 16, 8, 4]
+    assert [engine.width(c) for c in (192, 384, 3072)] == [64, 64, 10]
+    assert "-p1024/" in engine.version and "slots-d32768" in engine.version
+    with pytest.raises(ValueError, match="prefill_batch_tokens must be >= 1"):
+        EngineOptions(prefill_batch_tokens=0)

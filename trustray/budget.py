@@ -182,8 +182,13 @@ def engine_rates(model: str, measure: bool = True, log: Callable[[str], None] | 
     """This machine's rates for ``model``, measured once and kept in the cache."""
     import torch
 
+    from trustray.engines.hf import EngineOptions
+
     path = cache_dir() / "engine_rates.json"
-    key = f"{model}|{_machine()}|{torch.get_num_threads()}"
+    # rates measured by another engine layout (an older decode loop) are measured again
+    o = EngineOptions()
+    layout = f"b32-p{o.prefill_batch_tokens}-d{o.max_batch_tokens}-slots"
+    key = f"{model}|{_machine()}|{torch.get_num_threads()}|{layout}"
     try:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

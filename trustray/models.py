@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustray.paths import cache_dir
+from trustray.paths import cache_dir, file_lock
 from trustray.registry import Registry, UnknownNameError
 
 
@@ -124,17 +124,22 @@ def prepare(name: str) -> Path:
     if out.exists() and is_checkpoint(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Convert into a dot-prefixed temp dir and rename: an interrupted conversion never
-    # leaves a directory that a later call would trust.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
-    try:
-        spec.prepare(spec, tmp)
-        if out.exists():  # a broken leftover: replace it
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # One process converts at a time (a sweep's trial and its background compression may both
+    # need the model first): the other waits, then finds the checkpoint made.
+    with file_lock(out.parent / f".{name}.lock"):
+        if out.exists() and is_checkpoint(out):
+            return out
+        # Convert into a dot-prefixed temp dir and rename: an interrupted conversion never
+        # leaves a directory that a later call would trust.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
+        try:
+            spec.prepare(spec, tmp)
+            if out.exists():  # a broken leftover: replace it
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 

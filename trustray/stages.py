@@ -184,7 +184,8 @@ def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork
 
     res = trial.resources
     work = {(s.perspective, s.index): s.work for s, _ in pending.shards}  # results name their shard by key
-    queue = iter(pending.shards)
+    # longest shards first, so the last ones to finish are short and no replica idles long at the end
+    queue = iter(sorted(pending.shards, key=lambda job: -job[0].work))
     running: dict[Any, Any] = {}  # shard task -> the actor running it
     actors: list[Any] = []
 

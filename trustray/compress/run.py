@@ -14,8 +14,6 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 from trustray.compress.calibration import CalibrationSource, build_calibration, resolve_source
 from trustray.compress.recipes import build_recipe, cpu_workarounds, needs_calibration
 from trustray.compress.spec import CalibrationSpec, CompressionSpec, canonical_json
-from trustray.paths import cache_dir
+from trustray.paths import cache_dir, file_lock
 
 RECORD_FILE = "trustray_compression.json"
 # Bump when the checkpoint layout or the recipe mapping changes: old entries stop matching.
@@ -182,24 +180,11 @@ def compress(
     root.mkdir(parents=True, exist_ok=True)
     # One process compresses a key at a time: a trial that needs a checkpoint the sweep's
     # background compression is making waits for it instead of making it a second time.
-    with _key_lock(root / f"{out.name}.lock"):
+    with file_lock(root / f"{out.name}.lock"):
         record = read_record(out)
         if record is not None and record.get("key") == key:
             return CompressedModel(out, key, base.name, base.fingerprint, spec, calib_used, True, 0.0)
         return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir)
-
-
-@contextmanager
-def _key_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (released when the holder exits, even by a crash)."""
-    import fcntl
-
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib: CalibrationSpec,
