@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,27 @@ def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compre
     os.replace(tmp, path)
 
 
+def _replica_threads(trial: TrialSpec) -> int | None:
+    """The torch threads the config's replicas ran with, together: perplexity runs after the
+    app is deleted, on the CPUs they held."""
+    res = trial.resources
+    return res.torch_threads * res.model_replicas if res.torch_threads and not res.model_gpus else None
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (unchanged for None), then restore the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, trial: TrialSpec) -> float:
     """WikiText-2 perplexity of the config (computed once, then read back)."""
     import pyarrow as pa
@@ -262,11 +284,15 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
         dtype = pick_dtype(trial.engine.dtype, device)
         model = load_causal_lm(checkpoint, dtype, device)
         tok = AutoTokenizer.from_pretrained(checkpoint)
-        r = perplexity(model, tok, data=data, profile=trial.eval.profile)
+        with torch_threads(_replica_threads(trial)):
+            threads = torch.get_num_threads()
+            r = perplexity(model, tok, data=data, profile=trial.eval.profile)
         # Always scored by transformers (whatever engine served the generations): the reference.
         table = pa.table({"config_id": [config_id], "perplexity": [r.perplexity], "tokens": [r.n_tokens],
                           "windows": [r.n_windows], "profile": [r.profile], "dataset": [r.dataset],
                           "scored_by": [f"transformers {transformers.__version__}"],
-                          "dtype": [str(dtype).removeprefix("torch.")]})
+                          "dtype": [str(dtype).removeprefix("torch.")],
+                          # bf16 sums split over threads round differently (~3e-4 relative)
+                          "threads": [threads]})
         write_table_atomic(table, path)
     return float(pq.read_table(path)["perplexity"][0].as_py())
