@@ -40,7 +40,7 @@ class _Plan:
 
 PLANS: dict[str, _Plan] = {
     "smoke": _Plan(per_config=2, n=2, max_tokens=16),
-    "quick": _Plan(per_config=4, n=5, max_tokens=64),
+    "quick": _Plan(per_config=3, n=5, max_tokens=64),
     "paper": _Plan(per_config=None, n=25, max_tokens=150),
 }
 
