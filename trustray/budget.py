@@ -35,7 +35,7 @@ class Budget:
 
 
 # Sums per config with smollm2-135m's tokenizer (`trustray data stats --profile P`):
-#   smoke 124k prompt / 2.4k output; quick 189k / 34k; paper 42.1M / 52.4M.
+#   smoke 124k prompt / 2.4k output; quick 187k / 26k; paper 42.1M / 52.4M.
 # quick is the laptop demo (`make sweep`); paper is the full protocol, unchanged: its budget
 # records its size rather than shaping it.
 BUDGETS: dict[str, Budget] = {
