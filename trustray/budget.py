@@ -186,9 +186,7 @@ def engine_rates(model: str, measure: bool = True, log: Callable[[str], None] | 
 
     path = cache_dir() / "engine_rates.json"
     # rates measured by another engine layout (an older decode loop) are measured again
-    o = EngineOptions()
-    layout = f"b32-p{o.prefill_batch_tokens}-d{o.max_batch_tokens}-slots"
-    key = f"{model}|{_machine()}|{torch.get_num_threads()}|{layout}"
+    key = f"{model}|{_machine()}|{torch.get_num_threads()}|b32{EngineOptions().layout()}"
     try:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

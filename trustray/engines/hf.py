@@ -103,6 +103,10 @@ class EngineOptions:
         step = max(64, 2 ** (need.bit_length() - 1) // 2)
         return math.ceil(need / step) * step
 
+    def layout(self) -> str:
+        """The batching layout's part of the engine version (what changes bf16 numbers)."""
+        return f"/prefill-solo{self.solo_prefill_tokens}-p{self.prefill_batch_tokens}/slots-d{self.max_batch_tokens}"
+
     def prefills_alone(self, n: int) -> bool:
         """Whether an ``n``-token prompt is prefilled alone (the path that reuses shared prefixes)."""
         return self.bucket_length(n) >= self.solo_prefill_tokens
@@ -222,13 +226,9 @@ class HFEngine:
             f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
-            f"{self._layout() if self._stackable else '/prefill-padded'}"
+            f"{self.options.layout() if self._stackable else '/prefill-padded'}"
             f"{f'/prefix{self.options.prefix_block}x4' if self._reuse else ''}"
         )
-
-    def _layout(self) -> str:
-        o = self.options
-        return f"/prefill-solo{o.solo_prefill_tokens}-p{o.prefill_batch_tokens}/slots-d{o.max_batch_tokens}"
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
