@@ -148,6 +148,34 @@ def test_same_seed_same_bytes_different_seed_differs(compressed, base, data_dir,
     assert checkpoint_digest(other.path) != checkpoint_digest(first.path)
 
 
+def test_a_thread_count_fixes_the_bytes_and_is_recorded(compressed, base, data_dir, tmp_path):
+    one = compressed("wanda")
+    assert read_record(one.path)["threads"] == 1  # the default
+    a = compress(base, SPECS["wanda"], CALIB, data_dir=data_dir.root, cache=tmp_path / "a", threads=2)
+    b = compress(base, SPECS["wanda"], CALIB, data_dir=data_dir.root, cache=tmp_path / "b", threads=2)
+    assert a.key == b.key == one.key  # the thread count names no new setting
+    assert read_record(a.path)["threads"] == read_record(b.path)["threads"] == 2
+    assert checkpoint_digest(a.path) == checkpoint_digest(b.path)
+
+
+def test_cli_compresses_then_finds_the_checkpoint_in_the_cache(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-c", "from trustray.cli import main; main()", "compress",
+            "--method", "magnitude", "--sparsity", "0.25", "--threads", "2",
+            "--cache", str(tmp_path), "--data-dir", str(data_dir.root)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    path = first.stdout.strip()
+    record = read_record(path)
+    assert record is not None and record["threads"] == 2
+    assert f"checkpoint {record['key']}" in first.stderr
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.strip() == path
+    assert "cache hit" in again.stderr
+
+
 def test_cache_hit_skips_compression(compressed, base, cache, data_dir):
     first = compressed("wanda")
     mtime = (first.path / "model.safetensors").stat().st_mtime_ns

@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from trustray.paths import cache_dir, file_lock
@@ -50,14 +52,32 @@ class EmbeddedModel:
 EMBEDDED: Registry[EmbeddedModel] = Registry("embedded model")
 
 
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Within the block, transformers' GGUF loading reuses one parsed reader per file and one
+    tensor-name map per architecture: it re-parses the file for the config, the tokenizer and
+    the weights (4 times, ~2 s each for a 49k-token vocabulary) and rebuilds the name map for
+    every module (~400 times). Same values, ~10 s less of a cold start."""
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = lru_cache(maxsize=None)(reader)  # type: ignore[assignment,misc]
+    gguf.get_tensor_name_map = lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
+
+
 def _gguf_to_safetensors(spec: EmbeddedModel, out: Path) -> None:
     """Dequantise a GGUF file into a float32 safetensors checkpoint with its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_dir = _package_dir(spec)
-    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=spec.filename)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=spec.filename, dtype=torch.float32)
+    with _gguf_parsed_once():
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=spec.filename)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=spec.filename, dtype=torch.float32)
     # The loaded model is flagged as GGUF-quantised and refuses to save: rebuild a plain one
     # from its (dequantised) weights.
     config = loaded.config

@@ -31,7 +31,8 @@ from trustray.rundir import RunDir
 from trustray.schema import SCHEMA_VERSION
 from trustray.scoring.scores import score_config
 from trustray.stages import (
-    EngineMixError, EvalOutcome, PendingWork, Progress, check_one_engine, evaluate_shards, serve_config, status,
+    EngineMixError, EvalOutcome, PendingWork, Progress, check_one_engine, evaluate_shards, evaluator_pool,
+    serve_config, status,
 )
 
 __all__ = ["ConfigResult", "EngineMixError", "Progress", "check_one_engine", "run_config", "score_config"]
@@ -178,7 +179,9 @@ def run_config(
     if problem:
         raise SpecError(problem)
     status(progress, f"compressing {trial.label()} (cached after the first time)")
-    compressed = compress(trial.model.name, trial.compression, trial.calibration, data_dir=data.root)
+    # On the CPUs the config's replicas will hold: the previous config's app is gone by now.
+    compressed = compress(trial.model.name, trial.compression, trial.calibration, data_dir=data.root,
+                          threads=_replica_threads(trial))
     config_id = identity.config_id(config_identity(trial, compressed))
     ctx = eval_context(trial)
     plans = plan(trial, config_id, data, ctx, run.root, compressed.path)
@@ -186,11 +189,12 @@ def run_config(
     _write_config_record(run.root, config_id, trial, compressed)
     outcome = EvalOutcome()
     if pending.shards:
-        with serve_config(trial, compressed.path, config_id, run, progress) as served:
+        with (evaluator_pool(trial, len(pending.shards), compressed.path) as actors,
+              serve_config(trial, compressed.path, config_id, run, progress) as served):
             check_one_engine(run, config_id, served.engine_name, served.engine_version)
             prov = provenance(trial, compressed, run_id, data, served.engine_name, served.engine_version,
                               served.served_dtype, engine_reproducible=served.reproducible)
-            outcome = evaluate_shards(trial, served, pending, run, ctx, prov, progress)
+            outcome = evaluate_shards(trial, served, pending, run, ctx, prov, actors, progress)
     ppl = None
     if trial.eval.perplexity:
         status(progress, f"perplexity of {trial.label()}")
@@ -245,8 +249,8 @@ def _write_config_record(run_dir: Path, config_id: str, trial: TrialSpec, compre
 
 
 def _replica_threads(trial: TrialSpec) -> int | None:
-    """The torch threads the config's replicas ran with, together: perplexity runs after the
-    app is deleted, on the CPUs they held."""
+    """The torch threads the config's replicas run with, together: compression runs before the
+    app is deployed and perplexity after it is deleted, on the CPUs the replicas hold."""
     res = trial.resources
     return res.torch_threads * res.model_replicas if res.torch_threads and not res.model_gpus else None
 

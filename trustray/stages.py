@@ -1,9 +1,10 @@
 """The serve and evaluate stages of one config: the only part of a trial that holds Ray objects.
 
 :func:`serve_config` deploys the config's model as a Serve application and deletes it on exit;
-:func:`evaluate_shards` runs the pending shards on a pool of evaluator actors against it and
-kills them when done. Everything else of a trial (compress, plan, score) is plain Python in
-:mod:`trustray.pipeline` and :mod:`trustray.scoring`.
+:func:`evaluator_pool` starts the evaluator actors (before deploying, so they start up while the
+replicas load) and kills them on exit; :func:`evaluate_shards` runs the pending shards on them.
+Everything else of a trial (compress, plan, score) is plain Python in :mod:`trustray.pipeline`
+and :mod:`trustray.scoring`.
 """
 
 from __future__ import annotations
@@ -173,13 +174,37 @@ def serve_config(trial: TrialSpec, checkpoint: Path, config_id: str, run_dir: Pa
         serve.delete(config_id)
 
 
+@contextmanager
+def evaluator_pool(trial: TrialSpec, n_shards: int,
+                   tokenizer_path: Path | None = None) -> Iterator[list[Any]]:
+    """``resources.evaluators`` evaluator actors (no more than there are shards) for the ``with``
+    block, killed on exit. They load ``tokenizer_path``'s tokenizer as they start: entered before
+    :func:`serve_config`, their start-up overlaps the replicas'."""
+    from trustray.evaluate.actor import EvaluatorActor
+
+    res = trial.resources
+    actors: list[Any] = []
+    try:
+        for _ in range(min(res.evaluators, n_shards)):
+            actor = EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
+            actors.append(actor)
+            if tokenizer_path is not None:
+                actor.warm.remote(str(tokenizer_path))  # queued ahead of the actor's first shard
+        yield actors
+    finally:
+        import ray
+
+        for a in actors:
+            ray.kill(a)
+
+
 def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork, run_dir: Path | RunDir,
-                    ctx: EvalContext, provenance: dict[str, Any], progress: Progress | None = None) -> EvalOutcome:
-    """Run the pending shards on ``resources.evaluators`` evaluator actors against the served app,
+                    ctx: EvalContext, provenance: dict[str, Any], actors: list[Any],
+                    progress: Progress | None = None) -> EvalOutcome:
+    """Run the pending shards on ``actors`` (:func:`evaluator_pool`) against the served app,
     ``resources.shards_per_evaluator`` at a time each, committing their rows into ``run_dir``."""
     import ray
 
-    from trustray.evaluate.actor import EvaluatorActor
     from trustray.serve import model_handle
 
     res = trial.resources
@@ -187,7 +212,6 @@ def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork
     # longest shards first, so the last ones to finish are short and no replica idles long at the end
     queue = iter(sorted(pending.shards, key=lambda job: -job[0].work))
     running: dict[Any, Any] = {}  # shard task -> the actor running it
-    actors: list[Any] = []
 
     def submit(actor: Any) -> None:
         job = next(queue, None)
@@ -195,26 +219,18 @@ def evaluate_shards(trial: TrialSpec, served: ServedConfig, pending: PendingWork
             running[actor.run_shard.remote(str(RunDir(run_dir).root), job[0], job[1], ctx, provenance,
                                            served.config_id, str(served.checkpoint))] = actor
 
-    try:
-        actors = [
-            EvaluatorActor.options(num_cpus=res.evaluator_cpus).remote(trial.eval.toxicity_scorer)
-            for _ in range(min(res.evaluators, len(pending.shards)))
-        ]
-        for _ in range(res.shards_per_evaluator):
-            for a in actors:
-                submit(a)
-        status(progress, f"evaluating {trial.label()}: {len(pending.shards)} shards")
-        while running:
-            [ref], _ = ray.wait(list(running), num_returns=1)
-            actor = running.pop(ref)
-            result = ray.get(ref)
-            if progress and progress.on_shard:
-                progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
-            if progress and progress.on_work:
-                progress.on_work(result.items, work[(result.perspective, result.index)])
-            submit(actor)
-        seconds = time.perf_counter() - served.started
-        return EvalOutcome(seconds, _engine_stats(model_handle(served.config_id), res.model_replicas))
-    finally:
+    for _ in range(res.shards_per_evaluator):
         for a in actors:
-            ray.kill(a)
+            submit(a)
+    status(progress, f"evaluating {trial.label()}: {len(pending.shards)} shards")
+    while running:
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        actor = running.pop(ref)
+        result = ray.get(ref)
+        if progress and progress.on_shard:
+            progress.on_shard(result.perspective, result.items, result.output_tokens, result.seconds)
+        if progress and progress.on_work:
+            progress.on_work(result.items, work[(result.perspective, result.index)])
+        submit(actor)
+    seconds = time.perf_counter() - served.started
+    return EvalOutcome(seconds, _engine_stats(model_handle(served.config_id), res.model_replicas))

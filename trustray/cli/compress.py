@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from trustray.cli.common import err_console, fail
+from trustray.cli.common import err_console, fail, stdout_to_stderr
 from trustray.compress.spec import METHOD_NAMES
 
 
@@ -51,6 +51,10 @@ def compress_cmd(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Checkpoint cache (default: <cache>/compressed).")] = (
         None
     ),
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", min=1, help="Torch threads (default: $TRUSTRAY_COMPRESS_THREADS, else 1)."),
+    ] = None,
 ) -> None:
     """Compress MODEL and print the checkpoint path (a cached one is returned at once)."""
     from pydantic import ValidationError
@@ -68,9 +72,10 @@ def compress_cmd(
         spec = CompressionSpec.for_model(layer_widths(base.path), **fields)
     except (ValidationError, ValueError) as e:
         fail(spec_error(e))
-    result = compress(base, spec, calib, data_dir=data_dir, cache=cache)
+    with stdout_to_stderr():  # llm-compressor logs to stdout; the checkpoint path is the answer
+        result = compress(base, spec, calib, data_dir=data_dir, cache=cache, threads=threads)
     how = "cache hit" if result.cache_hit else ("base model" if spec.is_dense else f"{result.seconds:.1f}s")
-    err_console.print(f"[dim]{spec.label()} config {result.config_id} ({how})[/]", highlight=False)
+    err_console.print(f"[dim]{spec.label()} checkpoint {result.key} ({how})[/]", highlight=False)
     print(result.path)
 
 

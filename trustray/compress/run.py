@@ -99,20 +99,22 @@ def _resolve(model: Any) -> Any:
     return model if isinstance(model, ResolvedModel) else resolve_model(model)
 
 
-def _compress_threads() -> int:
-    """Threads for compression: ``$TRUSTRAY_COMPRESS_THREADS``, else 1.
+def compress_threads(threads: int | None = None) -> int:
+    """Threads for a compression: ``threads``, else ``$TRUSTRAY_COMPRESS_THREADS``, else 1.
 
-    One thread keeps reduction order (and so the checkpoint bytes) fixed, and on a shared
-    CPU it is often faster than OpenMP threads spinning against other processes.
+    A thread count fixes the reduction order, so the checkpoint bytes are the same run to run
+    for the same count (the count is recorded in the checkpoint); one thread is the default
+    because on a shared CPU it is often faster than OpenMP threads spinning against other
+    processes. A sweep passes the CPUs its model replicas will hold, idle while it compresses.
     """
-    return max(1, int(os.environ.get("TRUSTRAY_COMPRESS_THREADS") or 1))
+    return max(1, threads or int(os.environ.get("TRUSTRAY_COMPRESS_THREADS") or 1))
 
 
-def _seed_everything(seed: int) -> None:
+def _seed_everything(seed: int, threads: int) -> None:
     import numpy as np
     import torch
 
-    torch.set_num_threads(_compress_threads())
+    torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -152,12 +154,14 @@ def compress(
     calib: CalibrationSpec | None = None,
     data_dir: str | Path | None = None,
     cache: str | Path | None = None,
+    threads: int | None = None,
 ) -> CompressedModel:
     """Compress ``model`` (name, path or ResolvedModel) per ``spec``; cached by content.
 
     A second call with the same inputs returns the cached checkpoint without recompressing.
     ``calib`` defaults to ``CalibrationSpec()``; it is ignored (and left out of the key) for
-    methods that read no data (``none``, ``magnitude``).
+    methods that read no data (``none``, ``magnitude``). ``threads``: torch threads of the
+    compression (:func:`compress_threads`); recorded, not part of the key.
     """
     base = _resolve(model)
     spec = spec.resolved(layer_widths(base.path))
@@ -184,18 +188,19 @@ def compress(
         record = read_record(out)
         if record is not None and record.get("key") == key:
             return CompressedModel(out, key, base.name, base.fingerprint, spec, calib_used, True, 0.0)
-        return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir)
+        return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir,
+                              compress_threads(threads))
 
 
 def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib: CalibrationSpec,
                    calib_used: CalibrationSpec | None, source: CalibrationSource | None,
-                   data_dir: str | Path | None) -> CompressedModel:
+                   data_dir: str | Path | None, threads: int) -> CompressedModel:
     """Compress into a temp directory beside ``out``, write the record last, rename into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     uses_data = calib_used is not None
     start = time.perf_counter()
     try:
-        _seed_everything(calib.seed)
+        _seed_everything(calib.seed, threads)
         calib_set = None
         if uses_data:
             from transformers import AutoTokenizer
@@ -213,6 +218,7 @@ def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib:
             ),
             "calibration_tokens_sha256": calib_set.digest() if calib_set is not None else None,
             "versions": _versions(),
+            "threads": threads,
         }
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if out.exists():  # an unfinished leftover (no record): replace it

@@ -22,6 +22,10 @@ class EvaluatorActor:
         self.evaluator = Evaluator(toxicity_scorer)
         self._handles: dict[str, Any] = {}
 
+    def warm(self, tokenizer_path: str) -> None:
+        """Load the tokenizer the shards will count prompt tokens with, ahead of the first shard."""
+        self.evaluator.token_counter(tokenizer_path)
+
     def _client(self, app_name: str):
         if app_name not in self._handles:
             from trustray.serve import model_handle

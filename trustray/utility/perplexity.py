@@ -140,9 +140,10 @@ def perplexity(
 
     def window_nll(chunk_ids: list[int], n_context: int) -> float:
         chunk = torch.tensor([chunk_ids], device=device)
-        logits = model(input_ids=chunk).logits[0].float()
-        # logits at position p predict token p + 1.
-        pred, target = logits[n_context - 1 : -1], chunk[0, n_context:]
+        # logits at position p predict token p + 1: only positions n_context - 1 … end - 2 are
+        # scored, so the LM head runs on those (and the last) only.
+        logits = model(input_ids=chunk, logits_to_keep=len(chunk_ids) - n_context + 1).logits[0].float()
+        pred, target = logits[:-1], chunk[0, n_context:]
         return torch.nn.functional.cross_entropy(pred, target, reduction="sum").item()
 
     return _strided(ids, window, stride, max_windows, profile, dataset, window_nll)
