@@ -188,19 +188,20 @@ def compress(
         record = read_record(out)
         if record is not None and record.get("key") == key:
             return CompressedModel(out, key, base.name, base.fingerprint, spec, calib_used, True, 0.0)
-        return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir,
-                              compress_threads(threads))
+        _seed_everything(calib.seed, compress_threads(threads))
+        return _compress_into(out, key, base, spec, calib, calib_used, source, data_dir)
 
 
 def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib: CalibrationSpec,
                    calib_used: CalibrationSpec | None, source: CalibrationSource | None,
-                   data_dir: str | Path | None, threads: int) -> CompressedModel:
+                   data_dir: str | Path | None) -> CompressedModel:
     """Compress into a temp directory beside ``out``, write the record last, rename into place."""
+    import torch
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     uses_data = calib_used is not None
     start = time.perf_counter()
     try:
-        _seed_everything(calib.seed, threads)
         calib_set = None
         if uses_data:
             from transformers import AutoTokenizer
@@ -218,7 +219,7 @@ def _compress_into(out: Path, key: str, base: Any, spec: CompressionSpec, calib:
             ),
             "calibration_tokens_sha256": calib_set.digest() if calib_set is not None else None,
             "versions": _versions(),
-            "threads": threads,
+            "threads": torch.get_num_threads(),  # set by _seed_everything
         }
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if out.exists():  # an unfinished leftover (no record): replace it
