@@ -155,6 +155,24 @@ def test_continuous_batching_gives_each_row_what_it_gets_alone(embedded_model, m
     assert len(passes) - len(reqs) < fixed_batches  # decode passes (prefill passes excluded)
 
 
+def test_decode_caches_are_carved_from_one_arena_and_stale_rows_never_leak(embedded_model):
+    """A long first call fills the engine's KV arena; later calls reuse its memory (no new
+    buffers) and still give exactly what a fresh engine gives, sampled rows included."""
+    opts = EngineOptions(dtype="bfloat16", batch_size=4)
+    used = HFEngine(embedded_model, opts)
+    long_q = "Describe, step by step and with examples, how bread is made, from flour to a baked loaf."
+    used.generate([chat(i, long_q * 2, max_tokens=40) for i in range(6)])  # a big decode cache, stale rows
+    buffers = [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers]
+    size = used._kv_arena.nbytes
+    assert size > 0
+    reqs = [chat(i, q, **({"temperature": 1.0, "n": 2} if i % 2 else {})) for i, q in enumerate(QUESTIONS)]
+    again = used.generate(reqs)
+    assert [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers] == buffers
+    assert used._kv_arena.nbytes == size
+    fresh = HFEngine(embedded_model, opts).generate(reqs)
+    assert [g.texts for g in again] == [g.texts for g in fresh]
+
+
 def test_decode_capacity_rounds_prompt_plus_budget_up_coarsely():
     opts = EngineOptions()
     assert opts.decode_capacity(32, 24) == 64 and opts.decode_capacity(64, 64) == 128

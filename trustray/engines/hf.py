@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from trustray.engines.base import DType, ProgressCallback
-from trustray.engines.kernels import SlotCache, preallocated_cache, use_gqa_attention
+from trustray.engines.kernels import KVArena, SlotCache, preallocated_cache, use_gqa_attention
 from trustray.engines.prefix import PrefixStore, block_bounds, block_keys
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
@@ -216,6 +216,7 @@ class HFEngine:
         self._stackable = self._cache_kind() == "preallocated"
         self._reuse = self.options.prefix_reuse and self._stackable
         self.prefix_store = PrefixStore(self.options.prefix_cache_mb << 20)
+        self._kv_arena = KVArena()  # decode caches reuse one block of memory
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -438,7 +439,7 @@ class HFEngine:
                 row = members[waiting]
                 src = self._prefill_next(members, waiting, sources)
                 if cache is None:
-                    cache = SlotCache(src.prefill.cache, width, capacity)
+                    cache = SlotCache(src.prefill.cache, width, capacity, self._kv_arena)
                     logits = src.prefill.logits.new_zeros((width, src.prefill.logits.shape[-1]))
                 end[s] = capacity - row.sampling.max_tokens
                 cache.load(s, src.prefill.cache, src.row, end[s])

@@ -14,6 +14,8 @@ one at a time, each writing its new token at a position of its own.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
@@ -131,6 +133,36 @@ def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
 
+class KVArena:
+    """Per-layer key and value buffers that successive ``SlotCache``s are carved from.
+
+    A decode cache is hundreds of MB (``max_batch_tokens`` positions × layers); allocating a
+    fresh one for every decode group makes the allocator hand the memory back to the OS and the
+    kernel zero-fill it again page by page on the next group (on a VM that reports free pages
+    to its host, each such page fault is also a host fault). One arena per engine is touched
+    once and reused. Its contents between uses are stale but finite KV rows: ``SlotCache.load``
+    zeroes a slot before filling it, and an idle slot attends only to the position it writes.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def views(self, layer: int, like: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contiguous key and value views of ``shape`` for ``layer`` (dtype and device of ``like``)."""
+        n = math.prod(shape)
+        while len(self._buffers) <= layer:
+            self._buffers.append((like.new_zeros(0), like.new_zeros(0)))
+        k, v = self._buffers[layer]
+        if k.numel() < n or k.dtype != like.dtype or k.device != like.device:
+            k, v = like.new_zeros(n), like.new_zeros(n)
+            self._buffers[layer] = (k, v)
+        return k[:n].view(shape), v[:n].view(shape)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self._buffers)
+
+
 class SlotLayer(DynamicLayer):
     """One layer of a fixed-shape decode cache of ``slots`` rows × ``capacity`` positions in
     which every row writes its new token at a position of its own (``SlotCache.positions``), so
@@ -158,13 +190,16 @@ class SlotCache(Cache):
     its own prompt and tokens: every decode pass has the same shape, and a slot's stale
     positions are zeroed when it is refilled."""
 
-    def __init__(self, like: Cache, slots: int, capacity: int) -> None:
+    def __init__(self, like: Cache, slots: int, capacity: int, arena: "KVArena | None" = None) -> None:
         layers = []
-        for src in like.layers:
+        for i, src in enumerate(like.layers):
             _, h, _, d = src.keys.shape
             layer = SlotLayer(self)
-            layer.keys = src.keys.new_zeros((slots, h, capacity, d))
-            layer.values = layer.keys.clone()
+            if arena is None:
+                layer.keys = src.keys.new_zeros((slots, h, capacity, d))
+                layer.values = layer.keys.clone()
+            else:
+                layer.keys, layer.values = arena.views(i, src.keys, (slots, h, capacity, d))
             layer.dtype, layer.device, layer.is_initialized = src.keys.dtype, src.keys.device, True
             layers.append(layer)
         super().__init__(layers=layers)
