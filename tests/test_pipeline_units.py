@@ -165,3 +165,22 @@ def test_resuming_a_sweep_ignores_the_order_of_its_perspectives(tmp_path):
     check_or_record_spec(tmp_path, spec)  # same perspectives, other order: resumes
     with pytest.raises(SpecError, match="different spec"):
         check_or_record_spec(tmp_path, spec.with_overrides(**{"eval.perspectives": "mmlu,ood"}))
+
+
+def test_a_perplexity_scored_on_other_windows_than_the_profile_reads_is_stale(tmp_path):
+    """A run resumed after a profile's window count changed recomputes its stored perplexity,
+    so every config of the run is compared on the same text."""
+    from trustray.pipeline import _stale_perplexity
+    from trustray.utility.perplexity import MAX_WINDOWS
+
+    def stored(windows: int | None) -> object:
+        path = tmp_path / f"ppl-{windows}.parquet"
+        cols = {"config_id": ["c"], "perplexity": [16.5]} | ({} if windows is None else {"windows": [windows]})
+        write_table_atomic(pa.table(cols), path)
+        return path
+
+    quick = MAX_WINDOWS["quick"]
+    assert not _stale_perplexity(stored(quick), "quick")
+    assert _stale_perplexity(stored(quick * 2), "quick")
+    assert _stale_perplexity(stored(None), "quick")  # written before windows were recorded
+    assert not _stale_perplexity(stored(612), "paper")  # the whole test set: whatever it holds

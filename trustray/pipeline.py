@@ -24,7 +24,7 @@ from trustray.config import SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, work_per_item
 from trustray.evaluate.store import (
-    foreign_schema_message, is_committed, stored_schema_versions, write_table_atomic,
+    foreign_schema_message, is_committed, stored_schema_versions, replace_table_atomic, write_table_atomic,
 )
 from trustray.metrics import REFUSAL_RATE, SCORE, MetricId
 from trustray.rundir import RunDir
@@ -269,13 +269,29 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _stale_perplexity(path: Path, profile: str) -> bool:
+    """Whether a stored perplexity was scored on another number of windows than ``profile``
+    now reads (a run resumed after the profile changed): it is computed again, so every
+    config of a run is compared on the same text."""
+    import pyarrow.parquet as pq
+
+    from trustray.utility.perplexity import MAX_WINDOWS
+
+    wanted = MAX_WINDOWS.get(profile)
+    table = pq.read_table(path)
+    if "windows" not in table.column_names:
+        return True
+    return wanted is not None and table["windows"][0].as_py() != wanted
+
+
 def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, trial: TrialSpec) -> float:
     """WikiText-2 perplexity of the config (computed once, then read back)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = RunDir(run_dir).perplexity(config_id)
-    if not path.exists():
+    stale = path.exists() and _stale_perplexity(path, trial.eval.profile)
+    if not path.exists() or stale:
         import torch
 
         from trustray.engines.hf import load_causal_lm, pick_dtype
@@ -298,5 +314,5 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
                           "dtype": [str(dtype).removeprefix("torch.")],
                           # bf16 sums split over threads round differently (~3e-4 relative)
                           "threads": [threads]})
-        write_table_atomic(table, path)
+        (replace_table_atomic if stale else write_table_atomic)(table, path)
     return float(pq.read_table(path)["perplexity"][0].as_py())

@@ -48,7 +48,10 @@ def load_dense(path: str | Path, dtype: Any = "bfloat16") -> Any:
     if torch_dtype == "auto":
         torch_dtype = getattr(config, "dtype", None) or torch.float32
         torch_dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
-    dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is overwritten below: skip the random init (~1.4 s)
+        dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     wanted = dense.state_dict().keys()
     missing = [k for k in wanted if k not in state]
     if missing:

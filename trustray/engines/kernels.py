@@ -147,7 +147,9 @@ class KVArena:
     def __init__(self) -> None:
         self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def views(self, layer: int, like: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(
+        self, layer: int, like: torch.Tensor, shape: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Contiguous key and value views of ``shape`` for ``layer`` (dtype and device of ``like``)."""
         n = math.prod(shape)
         while len(self._buffers) <= layer:

@@ -50,6 +50,18 @@ def write_table_atomic(table: pa.Table, path: Path) -> bool:
     return True
 
 
+def replace_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` over ``path`` (a reader sees the old file or the new one, never a part)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_shard(run_dir: Path, shard: Shard, rows: Sequence[dict[str, Any]]) -> bool:
     """Commit a shard's rows (validated against the result schema)."""
     table = pa.Table.from_pylist(list(rows), schema=RESULT_SCHEMA)
