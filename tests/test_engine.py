@@ -162,12 +162,12 @@ def test_decode_caches_are_carved_from_one_arena_and_stale_rows_never_leak(embed
     used = HFEngine(embedded_model, opts)
     long_q = "Describe, step by step and with examples, how bread is made, from flour to a baked loaf."
     used.generate([chat(i, long_q * 2, max_tokens=40) for i in range(6)])  # a big decode cache, stale rows
-    buffers = [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers]
+    buffers = [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers.values()]
     size = used._kv_arena.nbytes
     assert size > 0
     reqs = [chat(i, q, **({"temperature": 1.0, "n": 2} if i % 2 else {})) for i, q in enumerate(QUESTIONS)]
     again = used.generate(reqs)
-    assert [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers] == buffers
+    assert [(k.data_ptr(), v.data_ptr()) for k, v in used._kv_arena._buffers.values()] == buffers
     assert used._kv_arena.nbytes == size
     fresh = HFEngine(embedded_model, opts).generate(reqs)
     assert [g.texts for g in again] == [g.texts for g in fresh]

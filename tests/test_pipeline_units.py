@@ -36,6 +36,9 @@ def test_atomic_store_never_rewrites_and_hides_temp_files(tmp_path):
     assert not write_table_atomic(pa.table({"x": [3]}), path)  # committed: kept as is
     assert pa.parquet.read_table(path)["x"].to_pylist() == [1, 2]
     assert [p.name for p in path.parent.iterdir()] == ["shard-00000.parquet"]
+    assert write_table_atomic(pa.table({"x": [3]}), path, replace=True)  # asked to: written over
+    assert pa.parquet.read_table(path)["x"].to_pylist() == [3]
+    assert [p.name for p in path.parent.iterdir()] == ["shard-00000.parquet"]
     # a leftover temp file from a crashed writer is invisible to readers
     (path.parent / ".shard-00001.parquet.dead.tmp").write_bytes(b"partial")
     assert read_config_rows(tmp_path, "missing").num_rows == 0
@@ -170,7 +173,7 @@ def test_resuming_a_sweep_ignores_the_order_of_its_perspectives(tmp_path):
 def test_a_perplexity_scored_on_other_windows_than_the_profile_reads_is_stale(tmp_path):
     """A run resumed after a profile's window count changed recomputes its stored perplexity,
     so every config of the run is compared on the same text."""
-    from trustray.pipeline import _stale_perplexity
+    from trustray.pipeline import _stored_perplexity
     from trustray.utility.perplexity import MAX_WINDOWS
 
     def stored(windows: int | None) -> object:
@@ -180,7 +183,8 @@ def test_a_perplexity_scored_on_other_windows_than_the_profile_reads_is_stale(tm
         return path
 
     quick = MAX_WINDOWS["quick"]
-    assert not _stale_perplexity(stored(quick), "quick")
-    assert _stale_perplexity(stored(quick * 2), "quick")
-    assert _stale_perplexity(stored(None), "quick")  # written before windows were recorded
-    assert not _stale_perplexity(stored(612), "paper")  # the whole test set: whatever it holds
+    assert _stored_perplexity(stored(quick), "quick") == 16.5
+    assert _stored_perplexity(stored(quick * 2), "quick") is None
+    assert _stored_perplexity(stored(None), "quick") is None  # written before windows were recorded
+    assert _stored_perplexity(stored(612), "paper") == 16.5  # the whole test set: whatever it holds
+    assert _stored_perplexity(tmp_path / "none.parquet", "quick") is None

@@ -24,7 +24,7 @@ from trustray.config import SpecError, TrialSpec
 from trustray.data import DataDir
 from trustray.evaluate.plan import Shard, generations_per_item, resolve_plan, work_per_item
 from trustray.evaluate.store import (
-    foreign_schema_message, is_committed, stored_schema_versions, replace_table_atomic, write_table_atomic,
+    foreign_schema_message, is_committed, stored_schema_versions, write_table_atomic,
 )
 from trustray.metrics import REFUSAL_RATE, SCORE, MetricId
 from trustray.rundir import RunDir
@@ -269,19 +269,21 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _stale_perplexity(path: Path, profile: str) -> bool:
-    """Whether a stored perplexity was scored on another number of windows than ``profile``
-    now reads (a run resumed after the profile changed): it is computed again, so every
-    config of a run is compared on the same text."""
+def _stored_perplexity(path: Path, profile: str) -> float | None:
+    """The perplexity stored at ``path``; None when there is none, or when it was scored on
+    another number of windows than ``profile`` now reads (a run resumed after the profile
+    changed): it is then computed again, so every config of a run is compared on the same text."""
     import pyarrow.parquet as pq
 
     from trustray.utility.perplexity import MAX_WINDOWS
 
-    wanted = MAX_WINDOWS.get(profile)
+    if not path.exists():
+        return None
     table = pq.read_table(path)
-    if "windows" not in table.column_names:
-        return True
-    return wanted is not None and table["windows"][0].as_py() != wanted
+    wanted = MAX_WINDOWS.get(profile)
+    if "windows" not in table.column_names or (wanted is not None and table["windows"][0].as_py() != wanted):
+        return None
+    return float(table["perplexity"][0].as_py())
 
 
 def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, trial: TrialSpec) -> float:
@@ -290,8 +292,8 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
     import pyarrow.parquet as pq
 
     path = RunDir(run_dir).perplexity(config_id)
-    stale = path.exists() and _stale_perplexity(path, trial.eval.profile)
-    if not path.exists() or stale:
+    stored = _stored_perplexity(path, trial.eval.profile)
+    if stored is None:
         import torch
 
         from trustray.engines.hf import load_causal_lm, pick_dtype
@@ -314,5 +316,6 @@ def _perplexity(run_dir: Path, config_id: str, checkpoint: Path, data: DataDir, 
                           "dtype": [str(dtype).removeprefix("torch.")],
                           # bf16 sums split over threads round differently (~3e-4 relative)
                           "threads": [threads]})
-        (replace_table_atomic if stale else write_table_atomic)(table, path)
-    return float(pq.read_table(path)["perplexity"][0].as_py())
+        write_table_atomic(table, path, replace=path.exists())  # a stale one is replaced
+        stored = float(pq.read_table(path)["perplexity"][0].as_py())
+    return stored

@@ -145,24 +145,22 @@ class KVArena:
     """
 
     def __init__(self) -> None:
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def views(
         self, layer: int, like: torch.Tensor, shape: tuple[int, ...]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Contiguous key and value views of ``shape`` for ``layer`` (dtype and device of ``like``)."""
         n = math.prod(shape)
-        while len(self._buffers) <= layer:
-            self._buffers.append((like.new_zeros(0), like.new_zeros(0)))
-        k, v = self._buffers[layer]
-        if k.numel() < n or k.dtype != like.dtype or k.device != like.device:
-            k, v = like.new_zeros(n), like.new_zeros(n)
-            self._buffers[layer] = (k, v)
+        held = self._buffers.get(layer)
+        if held is None or held[0].numel() < n or held[0].dtype != like.dtype or held[0].device != like.device:
+            held = self._buffers[layer] = (like.new_zeros(n), like.new_zeros(n))
+        k, v = held
         return k[:n].view(shape), v[:n].view(shape)
 
     @property
     def nbytes(self) -> int:
-        return sum(k.nbytes + v.nbytes for k, v in self._buffers)
+        return sum(k.nbytes + v.nbytes for k, v in self._buffers.values())
 
 
 class SlotLayer(DynamicLayer):
@@ -192,16 +190,12 @@ class SlotCache(Cache):
     its own prompt and tokens: every decode pass has the same shape, and a slot's stale
     positions are zeroed when it is refilled."""
 
-    def __init__(self, like: Cache, slots: int, capacity: int, arena: "KVArena | None" = None) -> None:
+    def __init__(self, like: Cache, slots: int, capacity: int, arena: KVArena) -> None:
         layers = []
         for i, src in enumerate(like.layers):
             _, h, _, d = src.keys.shape
             layer = SlotLayer(self)
-            if arena is None:
-                layer.keys = src.keys.new_zeros((slots, h, capacity, d))
-                layer.values = layer.keys.clone()
-            else:
-                layer.keys, layer.values = arena.views(i, src.keys, (slots, h, capacity, d))
+            layer.keys, layer.values = arena.views(i, src.keys, (slots, h, capacity, d))
             layer.dtype, layer.device, layer.is_initialized = src.keys.dtype, src.keys.device, True
             layers.append(layer)
         super().__init__(layers=layers)

@@ -31,16 +31,17 @@ def is_committed(run_dir: Path, shard: Shard) -> bool:
     return shard_path(run_dir, shard).exists()
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> bool:
-    """Write ``table`` to ``path`` via a dot-prefixed temp file; False if ``path`` already exists."""
-    if path.exists():
+def write_table_atomic(table: pa.Table, path: Path, *, replace: bool = False) -> bool:
+    """Write ``table`` to ``path`` via a dot-prefixed temp file; False if ``path`` already exists
+    (with ``replace``, it is written over: a reader sees the old file or the new one, never a part)."""
+    if path.exists() and not replace:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with pq.ParquetWriter(tmp, table.schema) as writer:
             writer.write_table(table)
-        if path.exists():  # another attempt of the same shard committed first: keep it
+        if path.exists() and not replace:  # another attempt of the same shard committed first: keep it
             tmp.unlink()
             return False
         os.replace(tmp, path)
@@ -48,18 +49,6 @@ def write_table_atomic(table: pa.Table, path: Path) -> bool:
         if tmp.exists():
             tmp.unlink()
     return True
-
-
-def replace_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` over ``path`` (a reader sees the old file or the new one, never a part)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_shard(run_dir: Path, shard: Shard, rows: Sequence[dict[str, Any]]) -> bool:
