@@ -7,7 +7,8 @@ import torch
 from transformers import DynamicCache
 
 from trustray.engines.hf import EngineOptions, HFEngine
-from trustray.engines.kernels import PreallocatedLayer, preallocated_cache
+from trustray.generation import GenerationRequest, Message, SamplingParams
+from trustray.engines.kernels import PreallocatedLayer, busy_ranges, preallocated_cache, sdpa_gqa_attention
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +55,55 @@ def test_preallocated_layer_equals_concatenation():
         expected = torch.cat(chunks[: i + 1], dim=2)
         assert torch.equal(keys, expected) and torch.equal(values, -expected)
         assert layer.get_seq_length() == expected.shape[2]
+
+
+def test_busy_ranges_are_the_maximal_runs_of_busy_slots():
+    assert busy_ranges([]) == ()
+    assert busy_ranges([False, False]) == ()
+    assert busy_ranges([True, True, False, True, False, False, True, True]) == ((0, 2), (3, 4), (6, 8))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_attention_over_busy_slots_gives_busy_rows_their_exact_numbers(threads):
+    """Decode attention restricted to busy slot ranges: each busy row bit-for-bit what SDPA over
+    all slots gives it (bf16, grouped-query heads, uneven masks), idle rows zero."""
+    torch.manual_seed(0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        slots, capacity = 12, 384
+        q = torch.randn(slots, 9, 1, 64).bfloat16()
+        k, v = torch.randn(slots, 3, capacity, 64).bfloat16(), torch.randn(slots, 3, capacity, 64).bfloat16()
+        mask = torch.zeros(slots, 1, 1, capacity, dtype=torch.bool)
+        for i in range(slots):
+            mask[i, 0, 0, 17 * i : 200 + 13 * i] = True
+        module = torch.nn.Linear(1, 1)
+        full, _ = sdpa_gqa_attention(module, q, k, v, mask, scaling=0.125)
+        busy = [i % 5 != 1 for i in range(slots)]
+        part, _ = sdpa_gqa_attention(module, q, k, v, mask, scaling=0.125, busy_slots=busy_ranges(busy))
+    finally:
+        torch.set_num_threads(previous)
+    assert part.shape == full.shape
+    for i, b in enumerate(busy):
+        assert torch.equal(part[i], full[i]) if b else not part[i].any()
+
+
+def test_decode_attends_over_busy_slots_only_and_outputs_do_not_change(embedded_model, monkeypatch):
+    """More decode slots than rows, rows finishing unevenly: the engine hands attention only the
+    busy slots, and every request (greedy or sampled, bf16) gets what it gets when every slot
+    is attended."""
+    engine = HFEngine(embedded_model, EngineOptions(dtype="bfloat16", batch_size=8))
+    reqs = [
+        GenerationRequest(
+            request_id=f"r{i}", messages=(Message("user", q),), seed=7 + i,
+            sampling=SamplingParams(max_tokens=12 + 6 * i, **({"temperature": 1.0, "n": 2} if i % 2 else {})),
+        )
+        for i, q in enumerate(["Name three colors.", "Say yes.", "Why is the sky blue? Explain."])
+    ]
+    seen: list[tuple[tuple[int, int], ...]] = []
+    busy_kwargs = engine._busy_kwargs
+    monkeypatch.setattr(engine, "_busy_kwargs", lambda slots: seen.append(busy_kwargs(slots)["busy_slots"]) or busy_kwargs(slots))
+    restricted = [g.texts for g in engine.generate(reqs)]
+    assert seen and all(sum(e - s for s, e in runs) < 8 for runs in seen)  # idle slots never attended
+    monkeypatch.setattr(engine, "_busy_kwargs", lambda slots: {})
+    assert [g.texts for g in engine.generate(reqs)] == restricted

@@ -16,7 +16,8 @@ then steps of 1/8 of the power of two below it), and
   share ``width(C) = clamp(max_batch_tokens // C, 1, batch_size)`` slots; a slot whose row
   finishes takes the next row at once (continuous batching), so passes do not carry finished
   rows. Every pass has the same shape and attends over all ``C`` positions, so a row's numbers
-  do not depend on its slot, its neighbours or when it started.
+  do not depend on its slot, its neighbours or when it started. Attention skips idle slots
+  (SDPA computes each row on its own, so a busy row's numbers are the same either way).
 
 - prefix reuse (``prefix_reuse``, on by default): a prompt prefilled alone runs in
   blocks from position 0 (``prefix_block`` tokens, then as long as the prefix before them up to
@@ -44,7 +45,9 @@ from pathlib import Path
 import torch
 
 from trustray.engines.base import DType, ProgressCallback
-from trustray.engines.kernels import KVArena, SlotCache, preallocated_cache, use_gqa_attention
+from trustray.engines.kernels import (
+    ATTENTION, KVArena, SlotCache, busy_ranges, preallocated_cache, use_gqa_attention,
+)
 from trustray.engines.prefix import PrefixStore, block_bounds, block_keys
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
 from trustray.models import ModelError, ResolvedModel, resolve_model
@@ -483,6 +486,7 @@ class HFEngine:
             out = self.model(
                 input_ids=next_ids[:, None].to(self.device), attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
+                **self._busy_kwargs(slots),
             )
             logits = out.logits[:, -1, :].float()
             for s, row in enumerate(slots):
@@ -519,6 +523,12 @@ class HFEngine:
         for row in rows:
             self._finish(row)
         return produced
+
+    def _busy_kwargs(self, slots: Sequence[_Row | None]) -> dict[str, object]:
+        """Model kwargs that restrict decode attention to the busy slots (``sdpa_gqa`` only)."""
+        if self.model.config._attn_implementation != ATTENTION:
+            return {}
+        return {"busy_slots": busy_ranges([row is not None for row in slots])}
 
     def _cache_kind(self) -> str:
         config = self.model.config

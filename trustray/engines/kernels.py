@@ -9,12 +9,14 @@ the whole KV cache in every layer at every decode step. ``torch``'s SDPA takes
 token onto the cache (another full copy per layer per step); ``PreallocatedLayer`` writes into
 a buffer sized for the whole generation and hands attention a view of its filled part.
 ``SlotCache`` is the decode cache of continuous batching: fixed-shape rows that are refilled
-one at a time, each writing its new token at a position of its own.
+one at a time, each writing its new token at a position of its own; its decode attention runs
+over the busy slots only (``busy_slots``), so an idle slot does not read a whole cache row.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,9 @@ def sdpa_gqa_attention(
     """transformers' ``sdpa`` attention, but grouped-query heads go to SDPA unrepeated."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    busy = kwargs.pop("busy_slots", None)
+    if busy is not None:
+        return _attend_busy_slots(query, key, value, attention_mask, busy, scaling)
     q_len, kv_len = query.shape[2], key.shape[2]
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = q_len > 1 and attention_mask is None and causal
@@ -55,6 +60,38 @@ def sdpa_gqa_attention(
         is_causal=causal, enable_gqa=True,
     )
     return out.transpose(1, 2).contiguous(), None
+
+
+def _attend_busy_slots(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
+    busy: tuple[tuple[int, int], ...], scaling: float | None,
+) -> tuple[torch.Tensor, None]:
+    """Decode attention over the busy slot ranges ``busy`` only; idle rows get zeros.
+
+    An idle slot would otherwise read the whole cache to attend to one pad token. SDPA computes
+    every (row, head) on its own, so a row's output is bit-for-bit the same in a call over any
+    range of rows that contains it (checked in ``tests/test_engine_kernels.py``).
+    """
+    out = query.new_zeros((query.shape[0], query.shape[2], query.shape[1], query.shape[3]))
+    for start, end in busy:
+        out[start:end] = F.scaled_dot_product_attention(
+            query[start:end], key[start:end], value[start:end], attn_mask=mask[start:end],
+            scale=scaling, enable_gqa=True,
+        ).transpose(1, 2)
+    return out, None
+
+
+def busy_ranges(busy: Sequence[bool]) -> tuple[tuple[int, int], ...]:
+    """The maximal runs ``(start, end)`` of consecutive True entries of ``busy``."""
+    runs: list[tuple[int, int]] = []
+    for i, b in enumerate(busy):
+        if not b:
+            continue
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return tuple(runs)
 
 
 def register_attention() -> str:
