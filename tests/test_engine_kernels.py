@@ -100,10 +100,10 @@ def test_decode_attends_over_busy_slots_only_and_outputs_do_not_change(embedded_
         )
         for i, q in enumerate(["Name three colors.", "Say yes.", "Why is the sky blue? Explain."])
     ]
-    seen: list[tuple[tuple[int, int], ...]] = []
+    seen: list[dict[str, object]] = []
     busy_kwargs = engine._busy_kwargs
-    monkeypatch.setattr(engine, "_busy_kwargs", lambda slots: seen.append(busy_kwargs(slots)["busy_slots"]) or busy_kwargs(slots))
+    monkeypatch.setattr(engine, "_busy_kwargs", lambda slots: seen.append(busy_kwargs(slots)) or seen[-1])
     restricted = [g.texts for g in engine.generate(reqs)]
-    assert seen and all(sum(e - s for s, e in runs) < 8 for runs in seen)  # idle slots never attended
+    assert seen and all(sum(e - s for s, e in kw["busy_slots"]) < 8 for kw in seen)  # idle slots never attended
     monkeypatch.setattr(engine, "_busy_kwargs", lambda slots: {})
     assert [g.texts for g in engine.generate(reqs)] == restricted
