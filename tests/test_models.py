@@ -22,8 +22,8 @@ def test_embedded_model_is_prepared_once(embedded_model):
     assert config["model_type"] == "llama" and config["hidden_size"] == 576
     assert "quantization_config" not in config
     # no leftover temp directory (the per-model lock file stays: it is how preparations take turns)
-    leftovers = [p for p in embedded_model.path.parent.iterdir() if p.name.startswith(".")]
-    assert not [p for p in leftovers if not (p.name.endswith(".lock") and p.is_file())]
+    assert not [p for p in embedded_model.path.parent.iterdir()
+                if p.name.startswith(".") and not (p.is_file() and p.suffix == ".lock")]
 
 
 def test_fingerprint_is_stable_and_tracks_weights_and_config(tiny_checkpoint, tmp_path):
