@@ -46,7 +46,7 @@ import torch
 
 from trustray.engines.base import DType, ProgressCallback
 from trustray.engines.kernels import (
-    ATTENTION, KVArena, SlotCache, busy_ranges, preallocated_cache, use_gqa_attention,
+    ATTENTION, DECODE_ATTENTION, KVArena, SlotCache, busy_ranges, preallocated_cache, use_gqa_attention,
 )
 from trustray.engines.prefix import PrefixStore, block_bounds, block_keys
 from trustray.generation import Generation, GenerationRequest, SamplingParams, sample_seed
@@ -227,12 +227,16 @@ class HFEngine:
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.version = (
             f"transformers-{transformers.__version__}/torch-{torch.__version__}/"
-            f"{str(self.dtype).removeprefix('torch.')}/{self.model.config._attn_implementation}/"
+            f"{str(self.dtype).removeprefix('torch.')}/{self._attention_version()}/"
             f"b{self.options.batch_size}"
             f"{'' if self.options.deterministic else '-nondet'}"
             f"{self.options.layout() if self._stackable else '/prefill-padded'}"
             f"{f'/prefix{self.options.prefix_block}x4' if self._reuse else ''}"
         )
+
+    def _attention_version(self) -> str:
+        attention = self.model.config._attn_implementation
+        return f"{attention}+{DECODE_ATTENTION}" if attention == ATTENTION else attention
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()

@@ -11,6 +11,13 @@ a buffer sized for the whole generation and hands attention a view of its filled
 ``SlotCache`` is the decode cache of continuous batching: fixed-shape rows that are refilled
 one at a time, each writing its new token at a position of its own; its decode attention runs
 over the busy slots only (``busy_slots``), so an idle slot does not read a whole cache row.
+
+A decode step (one query position) of a grouped-query model goes to SDPA with each key/value
+head's query heads as its query rows (``grouped_decode_attention``): the same attention, but
+the kernel reads each key/value head once for all its query heads instead of once per query
+head. On CPU that is 5-10x faster than ``enable_gqa=True`` for one query position (the flash
+kernel's per-call overhead dominates there); the numbers agree with stock SDPA to within
+float rounding (the dot products are blocked differently), so it is part of the engine version.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
 
 ATTENTION = "sdpa_gqa"
+DECODE_ATTENTION = "decode-grouped"  # the decode kernel's part of the engine version
 _registered = False
 
 
@@ -44,6 +52,10 @@ def sdpa_gqa_attention(
     if busy is not None:
         return _attend_busy_slots(query, key, value, attention_mask, busy, scaling)
     q_len, kv_len = query.shape[2], key.shape[2]
+    if q_len == 1 and key.shape[1] < query.shape[1] and kwargs.get("position_bias") is None and (
+        attention_mask is None or attention_mask.shape[1] == 1
+    ):
+        return grouped_decode_attention(query, key, value, attention_mask, scaling).transpose(1, 2).contiguous(), None
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = q_len > 1 and attention_mask is None and causal
     if (
@@ -74,11 +86,23 @@ def _attend_busy_slots(
     """
     out = query.new_zeros((query.shape[0], query.shape[2], query.shape[1], query.shape[3]))
     for start, end in busy:
-        out[start:end] = F.scaled_dot_product_attention(
-            query[start:end], key[start:end], value[start:end], attn_mask=mask[start:end],
-            scale=scaling, enable_gqa=True,
+        out[start:end] = grouped_decode_attention(
+            query[start:end], key[start:end], value[start:end], mask[start:end], scaling
         ).transpose(1, 2)
     return out, None
+
+
+def grouped_decode_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scaling: float | None
+) -> torch.Tensor:
+    """Attention of one query position (batch, heads, 1, dim) over grouped-query keys/values
+    (batch, kv_heads, positions, dim): query head ``h`` attends with key/value head
+    ``h // (heads // kv_heads)``, as ``enable_gqa`` does. ``mask`` is None or (batch, 1, 1, positions)."""
+    b, heads, _, d = query.shape
+    kv_heads = key.shape[1]
+    rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # a kv head's query heads as its query rows
+    out = F.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(b, heads, 1, d)
 
 
 def busy_ranges(busy: Sequence[bool]) -> tuple[tuple[int, int], ...]:
