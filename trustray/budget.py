@@ -183,10 +183,11 @@ def engine_rates(model: str, measure: bool = True, log: Callable[[str], None] | 
     import torch
 
     from trustray.engines.hf import EngineOptions
+    from trustray.engines.kernels import DECODE_ATTENTION
 
     path = cache_dir() / "engine_rates.json"
-    # rates measured by another engine layout (an older decode loop) are measured again
-    key = f"{model}|{_machine()}|{torch.get_num_threads()}|b32{EngineOptions().layout()}"
+    # rates measured by another engine layout or decode kernel (an older decode loop) are measured again
+    key = f"{model}|{_machine()}|{torch.get_num_threads()}|b32{EngineOptions().layout()}|{DECODE_ATTENTION}"
     try:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
