@@ -5,6 +5,8 @@ idle, and a worker node lost mid-evaluation (its processes killed, as a spot pre
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -116,36 +118,38 @@ def test_sweep_scales_gpu_workers_up_from_zero_and_back_down(scaled_sweep):
 def test_worker_node_lost_mid_evaluation_is_retried_elsewhere(cluster, scaled_sweep, tmp_path):
     import ray
 
-    from trustray.config import load_sweep_spec
-    from trustray.sweep import run_sweep
-
     spec, reference, _ = scaled_sweep
-    # one config at a time, so the node killed is the one evaluating
-    spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"max_concurrent_trials": 1})})
     results = tmp_path / spec.name / "results"
-    outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.setdefault("result", run_sweep(
-        spec, storage_path=str(tmp_path), data_dir=str(SHARED_DATA), address=cluster.address)), daemon=True)
-    runner.start()
+    # The sweep runs as a driver process of its own, as `ray job submit` would run it: a failed
+    # assertion here stops it by pid instead of leaving a sweep thread inside this process while
+    # the fixtures shut Ray down. One config at a time, so the node killed is the one evaluating.
+    cmd = [str(Path(sys.executable).with_name("trustray")), "sweep", str(SPEC), "--storage-path", str(tmp_path),
+           "--data-dir", str(SHARED_DATA), "--address", cluster.address, "--no-report",
+           "--set", "resources.max_concurrent_trials=1"]
+    log = (tmp_path / "sweep.log").open("w")
+    runner = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def evaluating_node() -> str | None:
+            if not list(results.glob("config=*/perspective=*/shard-*.parquet")):
+                return None
+            alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+            return alive[0]["NodeID"] if alive else None
 
-    def evaluating_node() -> str | None:
-        if not list(results.glob("config=*/perspective=*/shard-*.parquet")):
-            return None
-        alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
-        return alive[0]["NodeID"] if alive else None
-
-    wait_for(lambda: evaluating_node() is not None or not runner.is_alive(), 600, "the first committed shard")
-    assert runner.is_alive(), "the sweep ended before a node could be lost"
-    victim = next(n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU"))
-    committed = {p: p.stat().st_mtime_ns for p in results.glob("config=*/perspective=*/shard-*.parquet")}
-    assert cluster.kill_node(victim["NodeID"]) > 0  # the fake provider's node id is the Ray node id
-    runner.join(timeout=900)
-    assert not runner.is_alive(), "the sweep did not finish after the node was lost"
-    result = outcome["result"]
-    assert result.ok, result.errors
+        wait_for(lambda: evaluating_node() is not None or runner.poll() is not None, 600, "the first committed shard")
+        assert runner.poll() is None, "the sweep ended before a node could be lost"
+        victim = next(n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU"))
+        committed = {p: p.stat().st_mtime_ns for p in results.glob("config=*/perspective=*/shard-*.parquet")}
+        assert cluster.kill_node(victim["NodeID"]) > 0  # the fake provider's node id is the Ray node id
+        rc = runner.wait(timeout=900)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=60)
+        log.close()
+    assert rc == 0, (tmp_path / "sweep.log").read_text()[-4000:]
     for p, mtime in committed.items():  # committed shards were kept, not recomputed
         assert p.stat().st_mtime_ns == mtime
-    rows, _ = read_rows(result.run_dir)
+    rows, _ = read_rows(tmp_path / spec.name)
     ref, _ = read_rows(reference.run_dir)
     assert not rows.duplicated(KEY).any()
     cols = [*KEY, "output_text", "parsed_label", "correct", "refused"]
