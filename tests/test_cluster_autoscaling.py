@@ -6,7 +6,6 @@ idle, and a worker node lost mid-evaluation (its processes killed, as a spot pre
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from fake_cluster import FakeCluster, start_fake_cluster, wait_for
+from test_cli_pipeline import TRUSTRAY
 from test_pipeline_ray import expected_shards, read_rows
 
 pytestmark = pytest.mark.slow
@@ -123,29 +123,28 @@ def test_worker_node_lost_mid_evaluation_is_retried_elsewhere(cluster, scaled_sw
     # The sweep runs as a driver process of its own, as `ray job submit` would run it: a failed
     # assertion here stops it by pid instead of leaving a sweep thread inside this process while
     # the fixtures shut Ray down. One config at a time, so the node killed is the one evaluating.
-    cmd = [str(Path(sys.executable).with_name("trustray")), "sweep", str(SPEC), "--storage-path", str(tmp_path),
-           "--data-dir", str(SHARED_DATA), "--address", cluster.address, "--no-report",
-           "--set", "resources.max_concurrent_trials=1"]
-    log = (tmp_path / "sweep.log").open("w")
-    runner = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        def evaluating_node() -> str | None:
-            if not list(results.glob("config=*/perspective=*/shard-*.parquet")):
-                return None
-            alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
-            return alive[0]["NodeID"] if alive else None
+    cmd = [TRUSTRAY, "sweep", str(SPEC), "--storage-path", str(tmp_path), "--data-dir", str(SHARED_DATA),
+           "--address", cluster.address, "--no-report", "--set", "resources.max_concurrent_trials=1"]
 
-        wait_for(lambda: evaluating_node() is not None or runner.poll() is not None, 600, "the first committed shard")
-        assert runner.poll() is None, "the sweep ended before a node could be lost"
-        victim = next(n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU"))
-        committed = {p: p.stat().st_mtime_ns for p in results.glob("config=*/perspective=*/shard-*.parquet")}
-        assert cluster.kill_node(victim["NodeID"]) > 0  # the fake provider's node id is the Ray node id
-        rc = runner.wait(timeout=900)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait(timeout=60)
-        log.close()
+    def evaluating_node() -> str | None:
+        if not list(results.glob("config=*/perspective=*/shard-*.parquet")):
+            return None
+        alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+        return alive[0]["NodeID"] if alive else None
+
+    with (tmp_path / "sweep.log").open("w") as log:
+        runner = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: evaluating_node() is not None or runner.poll() is not None, 600, "the first committed shard")
+            assert runner.poll() is None, "the sweep ended before a node could be lost"
+            victim = evaluating_node()
+            committed = {p: p.stat().st_mtime_ns for p in results.glob("config=*/perspective=*/shard-*.parquet")}
+            assert victim and cluster.kill_node(victim) > 0  # the fake provider's node id is the Ray node id
+            rc = runner.wait(timeout=900)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait(timeout=60)
     assert rc == 0, (tmp_path / "sweep.log").read_text()[-4000:]
     for p, mtime in committed.items():  # committed shards were kept, not recomputed
         assert p.stat().st_mtime_ns == mtime
